@@ -1,0 +1,287 @@
+"""The job spec: pydantic models, YAML loading, ``--set`` overrides and the JSON Schema."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipelines.errors import ConfigError
+
+
+
+class SpecLoader(yaml.SafeLoader):
+    """YAML loader with YAML 1.2 booleans: only true/false, so ``positive_label: yes`` stays "yes"."""
+
+
+SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Return the data of a YAML document read with ``SpecLoader``."""
+    return yaml.load(text, Loader=SpecLoader)  # noqa: S506 - SpecLoader is a SafeLoader
+
+
+class _Section(BaseModel):
+    """Base of every spec section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitSpec(_Section):
+    """Fractions of the deterministic train / valid / test split."""
+
+    train: float = Field(0.7, gt=0, lt=1)
+    valid: float = Field(0.15, gt=0, lt=1)
+    test: float = Field(0.15, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SplitSpec:
+        total = self.train + self.valid + self.test
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"train + valid + test must be 1, got {total:g}")
+        return self
+
+
+class DataSpec(_Section):
+    """Where the rows come from and which column is the label."""
+
+    source: str = Field(description="Parquet/CSV path, directory, glob or URI; builtin:NAME; synthetic:NAME")
+    test_source: str | None = Field(None, description="optional fixed test set; then the split is train/valid only")
+    label: str = Field("label", description="label column")
+    positive_label: str | int | float | bool | None = Field(
+        None, description="positive class for binary string labels"
+    )
+    rows: int | None = Field(None, ge=1, description="rows to generate for synthetic: sources")
+    generator_seed: int = Field(0, ge=0, description="seed of synthetic: generators (not of the split)")
+    format: Literal["auto", "parquet", "csv"] = "auto"
+    key: str | None = Field(None, description="row-key column; default: a hash of the row's values")
+    features: list[str] | None = Field(None, description="feature columns; default: all but label/key/drop")
+    categorical: list[str] = Field(default_factory=list, description="columns forced categorical")
+    drop: list[str] = Field(default_factory=list, description="columns to ignore")
+    max_categories: int = Field(50, ge=1, description="most frequent categories kept per column; rest -> other")
+    split: SplitSpec = Field(default_factory=SplitSpec)
+
+    @field_validator("source")
+    @classmethod
+    def _nonempty(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v
+
+
+class ModelSpec(_Section):
+    """Which catalog model to train, with which parameters."""
+
+    name: str = Field(description="catalog model name")
+    params: dict[str, Any] = Field(default_factory=dict)
+    class_weight: Literal["balanced"] | dict[str, float] | None = None
+    calibration: Literal["none", "sigmoid", "isotonic"] = "none"
+
+
+class EngineSpec(_Section):
+    """Which engine runs the job and how to reach its cluster."""
+
+    name: Literal["local", "spark", "dask", "ray"] = "local"
+    address: str | None = Field(None, description="Spark master URL, Dask scheduler or Ray address")
+    workers: int | None = Field(None, ge=1, description="workers / partitions / Spark cores")
+    options: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings")
+
+
+class TuningSpec(_Section):
+    """Hyper-parameter search over model.params, scored on the validation split."""
+
+    enabled: bool = False
+    method: Literal["grid", "random"] = "random"
+    n_trials: int = Field(10, ge=1)
+    metric: Literal["auc", "pr_auc", "log_loss", "accuracy", "f1", "balanced_accuracy"] = "auc"
+    parallelism: int = Field(1, ge=1)
+    space: dict[str, Any] = Field(
+        default_factory=dict,
+        description="param -> list of values, or {low, high, log, int} for a range",
+    )
+
+
+class ThresholdSpec(_Section):
+    """How the binary decision threshold is chosen (on the validation split)."""
+
+    strategy: Literal["fixed", "max_f1", "cost", "target_recall"] = "fixed"
+    value: float = Field(0.5, ge=0, le=1)
+    cost_fp: float = Field(1.0, ge=0)
+    cost_fn: float = Field(1.0, ge=0)
+    target_recall: float = Field(0.9, gt=0, le=1)
+
+
+class EvaluationSpec(_Section):
+    """Settings of the shared evaluation."""
+
+    threshold: ThresholdSpec = Field(default_factory=ThresholdSpec)
+    ece_bins: int = Field(15, ge=2)
+
+
+class OutputSpec(_Section):
+    """Where the run directory goes and what is written beside the metrics."""
+
+    dir: str = Field("runs", description="parent directory of run directories")
+    run_name: str | None = Field(None, description="run directory name; default name-model-engine-time")
+    report: bool = True
+    mlflow: bool = False
+    mlflow_experiment: str = "scaleclf"
+
+
+class JobSpec(_Section):
+    """A whole job: data, model, engine, tuning, evaluation and output."""
+
+    name: str = "job"
+    seed: int = Field(42, ge=0)
+    data: DataSpec
+    model: ModelSpec
+    engine: EngineSpec = Field(default_factory=EngineSpec)
+    tuning: TuningSpec = Field(default_factory=TuningSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    federated: dict[str, Any] | None = Field(None, description="settings of scaleclf federate")
+
+    @model_validator(mode="after")
+    def _model_and_engine_fit(self) -> JobSpec:
+        # Imported here: the catalog imports this module for its types.
+        from pipelines.models.catalog import check_model_spec
+
+        check_model_spec(self.model, self.engine.name, self.tuning)
+        return self
+
+    def to_yaml(self) -> str:
+        """Return the resolved spec as YAML (every default filled in)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Return the dotted key path and the YAML-typed value of one ``KEY=VALUE`` override."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. model.params.C=0.5")
+    key, raw = text.split("=", 1)
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError(f"--set {text!r}: the key is empty")
+    try:
+        value = load_yaml(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({exc.__class__.__name__})") from exc
+    return path, value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``KEY=VALUE`` override set at its dotted path."""
+    out = json.loads(json.dumps(raw))
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(path[: i + 1])
+                raise ConfigError(f"--set {'.'.join(path)}: {where} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Return the mapping stored in a YAML job spec file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        raw = load_yaml(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {p}{where}: invalid YAML") from exc
+    if raw is None:
+        raise ConfigError(f"config file {p} is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {p}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def build_spec(raw: dict[str, Any]) -> JobSpec:
+    """Return the validated JobSpec for a raw mapping, or raise a one-line ConfigError."""
+    try:
+        return JobSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def load_spec(
+    path: str | Path, overrides: list[str] | None = None, *, engine: str | None = None
+) -> JobSpec:
+    """Return the validated spec from a YAML file with ``--set`` overrides applied."""
+    raw = apply_overrides(read_yaml(path), list(overrides or []))
+    if engine is not None:
+        raw.setdefault("engine", {})
+        if not isinstance(raw["engine"], dict):
+            raise ConfigError("engine: expected a section")
+        raw["engine"]["name"] = engine
+    return build_spec(raw)
+
+
+def json_schema() -> dict[str, Any]:
+    """Return the JSON Schema of the job spec."""
+    schema = JobSpec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "scaleclf job spec"
+    return schema
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Return the keys allowed in the section at ``loc`` (the parent of the bad key)."""
+    model: type[BaseModel] | None = JobSpec
+    for part in loc:
+        if model is None:
+            return []
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        annotation = field.annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return list(model.model_fields) if model is not None else []
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Return one line naming the first bad key of a pydantic error and what is allowed."""
+    err = exc.errors(include_url=False)[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+    key = ".".join(str(p) for p in loc) or "spec"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        return f"config error: {key}: unknown key{hint}"
+    if kind == "missing":
+        return f"config error: {key}: required key is missing"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"config error: {key}: {err['input']!r} is not allowed (allowed: {expected})"
+    msg = err["msg"]
+    if kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+        if key == "spec":
+            return f"config error: {msg}"
+    return f"config error: {key}: {msg} (got {_short(err.get('input'))})"
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,60 @@
+"""Shared fixtures: a per-session dataset cache, an in-process CLI runner, small data files."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# Generated and builtin datasets are cached per test session, never in the user's home.
+os.environ.setdefault("SCALECLF_CACHE", tempfile.mkdtemp(prefix="scaleclf-test-cache-"))
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class CliResult:
+    """Exit code and captured output of one in-process ``scaleclf`` call."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def last_line(self) -> str:
+        """Return the last non-empty stdout line (the run directory for train)."""
+        lines = [line for line in self.out.splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Return a function that runs ``scaleclf ARGS`` in this process and captures its output."""
+    from jobs.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def base_spec(source: str, label: str = "label", model: str = "logistic_regression", **data: object) -> dict:
+    """Return a small job spec mapping; tests shrink or extend it."""
+    return {
+        "name": "test",
+        "seed": 7,
+        "data": {"source": source, "label": label, **data},
+        "model": {"name": model},
+        "engine": {"name": "local"},
+        "output": {"dir": "runs", "report": False},
+    }
