@@ -1,0 +1,342 @@
+"""Schema inference (the data plan), mergeable data profiles, validation and the label task."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.data.sources import Source, read_schema, resolve_source
+from pipelines.data.split import SPLIT_COLUMN, SPLIT_NAMES, TEST, attach_key_and_split
+from pipelines.errors import ConfigError, DataError
+
+MAX_LABEL_CLASSES = 100
+MAX_TRACKED_CATEGORIES = 100_000
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    """What every engine reads and how it reads it: columns, their roles and the split."""
+
+    source: Source
+    test_source: Source | None
+    label: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    key_columns: tuple[str, ...]
+    seed: int
+    valid: float
+    test: float
+    max_categories: int = 50
+    positive_label: Any = None
+    fixed_split: int | None = None  # put every row of ``source`` in this split (scoring)
+    has_label: bool = True  # False when scoring data without the label column
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Return the feature columns in model order: numeric, then categorical."""
+        return self.numeric + self.categorical
+
+    @property
+    def columns(self) -> list[str]:
+        """Return every column an engine must read: features, label and key columns."""
+        label = [self.label] if self.has_label else []
+        return list(dict.fromkeys([*self.features, *label, *self.key_columns]))
+
+    def attach(self, batch: pa.Table | pa.RecordBatch, *, is_test_source: bool = False) -> Any:
+        """Return ``batch`` with the row key and split columns this plan defines."""
+        return attach_key_and_split(
+            batch, key_columns=self.key_columns, seed=self.seed, valid=self.valid,
+            test=self.test, fixed_split=TEST if is_test_source else self.fixed_split,
+        )
+
+
+def _is_numeric(kind: pa.DataType) -> bool:
+    return (pa.types.is_integer(kind) or pa.types.is_floating(kind)
+            or pa.types.is_boolean(kind) or pa.types.is_decimal(kind))
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def make_plan(data: Any, seed: int) -> DataPlan:
+    """Return the DataPlan for a ``DataSpec``: sources resolved, feature roles inferred."""
+    source = resolve_source(data.source, rows=data.rows, generator_seed=data.generator_seed, fmt=data.format)
+    schema = read_schema(source)
+    names = list(schema.names)
+    if data.label not in names:
+        raise DataError(f"data.label: column {data.label!r} is not in {data.source} (columns: {_list(names)})")
+    for key in ("features", "categorical", "drop"):
+        for col in getattr(data, key) or []:
+            if col not in names:
+                raise ConfigError(f"config error: data.{key}: column {col!r} is not in {data.source}")
+    if data.key is not None and data.key not in names:
+        raise ConfigError(f"config error: data.key: column {data.key!r} is not in {data.source}")
+    excluded = {data.label, *data.drop, *([data.key] if data.key else [])}
+    features = [c for c in (data.features or names) if c not in excluded]
+    if not features:
+        raise DataError(f"data.features: no feature columns left in {data.source} after label/key/drop")
+    numeric, categorical = [], []
+    for col in features:
+        kind = schema.field(col).type
+        if col in data.categorical or _is_text(kind):
+            categorical.append(col)
+        elif _is_numeric(kind):
+            numeric.append(col)
+        else:
+            raise DataError(
+                f"column {col!r} has type {kind}, which scaleclf cannot use as a feature;"
+                " drop it with data.drop or list it in data.categorical"
+            )
+    label_type = schema.field(data.label).type
+    if not (_is_numeric(label_type) or _is_text(label_type)):
+        raise DataError(f"data.label: column {data.label!r} has type {label_type}; expected integers, booleans or strings")
+    test_source = None
+    valid, test = data.split.valid, data.split.test
+    if data.test_source:
+        test_source = resolve_source(data.test_source, field_name="data.test_source", fmt=data.format)
+        test_names = set(read_schema(test_source, "data.test_source").names)
+        for col in [*features, data.label]:
+            if col not in test_names:
+                raise DataError(f"data.test_source: column {col!r} is missing from {data.test_source}")
+        # The fixed test set replaces the test share: the source feeds train and valid only.
+        valid, test = data.split.valid / (data.split.train + data.split.valid), 0.0
+    key_columns = (data.key,) if data.key else tuple([*features, data.label])
+    return DataPlan(
+        source=source, test_source=test_source, label=data.label, numeric=tuple(numeric),
+        categorical=tuple(categorical), key_columns=key_columns, seed=seed, valid=valid, test=test,
+        max_categories=data.max_categories, positive_label=data.positive_label,
+    )
+
+
+@dataclass
+class NumericStats:
+    """Mergeable moments of one numeric column (Chan et al.'s parallel variance)."""
+
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    missing: int = 0
+    infinite: int = 0
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> NumericStats:
+        """Return the stats of a float64 array in which NaN marks a missing value."""
+        finite = values[np.isfinite(values)]
+        missing = int(np.isnan(values).sum())
+        stats = cls(count=len(finite), missing=missing, infinite=len(values) - len(finite) - missing)
+        if len(finite):
+            stats.mean = float(finite.mean())
+            stats.m2 = float(((finite - stats.mean) ** 2).sum())
+        return stats
+
+    def merge(self, other: NumericStats) -> NumericStats:
+        """Return the stats of both parts together."""
+        n = self.count + other.count
+        out = NumericStats(count=n, missing=self.missing + other.missing, infinite=self.infinite + other.infinite)
+        if n:
+            delta = other.mean - self.mean
+            out.mean = self.mean + delta * other.count / n
+            out.m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / n
+        return out
+
+
+@dataclass
+class DataProfile:
+    """Mergeable summary of the data per split: rows, labels, column moments and categories."""
+
+    rows: Counter = field(default_factory=Counter)
+    labels: dict[str, Counter] = field(default_factory=dict)
+    numeric: dict[str, dict[str, NumericStats]] = field(default_factory=dict)  # split -> col -> stats
+    categories: dict[str, Counter] = field(default_factory=dict)  # train only
+    category_missing: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> col -> nulls
+    truncated: set[str] = field(default_factory=set)
+
+    def merge(self, other: DataProfile) -> DataProfile:
+        """Return the profile of both parts together."""
+        out = DataProfile(rows=self.rows + other.rows, truncated=self.truncated | other.truncated)
+        for split in set(self.labels) | set(other.labels):
+            out.labels[split] = self.labels.get(split, Counter()) + other.labels.get(split, Counter())
+        for split in set(self.numeric) | set(other.numeric):
+            a, b = self.numeric.get(split, {}), other.numeric.get(split, {})
+            out.numeric[split] = {c: a.get(c, NumericStats()).merge(b.get(c, NumericStats())) for c in set(a) | set(b)}
+        for col in set(self.categories) | set(other.categories):
+            merged = self.categories.get(col, Counter()) + other.categories.get(col, Counter())
+            if len(merged) > MAX_TRACKED_CATEGORIES:
+                merged = Counter(dict(merged.most_common(MAX_TRACKED_CATEGORIES)))
+                out.truncated.add(col)
+            out.categories[col] = merged
+        for split in set(self.category_missing) | set(other.category_missing):
+            a, b = self.category_missing.get(split, {}), other.category_missing.get(split, {})
+            out.category_missing[split] = {c: a.get(c, 0) + b.get(c, 0) for c in set(a) | set(b)}
+        return out
+
+
+def profile_batch(batch: pa.Table | pa.RecordBatch, plan: DataPlan) -> DataProfile:
+    """Return the profile of one batch that carries the plan's split column."""
+    split = np.asarray(batch.column(SPLIT_COLUMN).to_numpy(zero_copy_only=False))
+    prof = DataProfile()
+    label = batch.column(plan.label) if plan.has_label else None
+    for code, name in enumerate(SPLIT_NAMES):
+        mask = split == code
+        n = int(mask.sum())
+        if not n:
+            continue
+        prof.rows[name] = n
+        idx = pa.array(np.flatnonzero(mask))
+        if label is not None:
+            prof.labels[name] = _value_counts(label.take(idx))
+        prof.numeric[name] = {c: NumericStats.of(numeric_values(batch.column(c).take(idx))) for c in plan.numeric}
+        prof.category_missing[name] = {}
+        for col in plan.categorical:
+            values = text_values(batch.column(col).take(idx))
+            prof.category_missing[name][col] = values.null_count
+            if name == "train":
+                prof.categories[col] = _value_counts(values.drop_null())
+    return prof
+
+
+def _value_counts(values: pa.Array | pa.ChunkedArray) -> Counter:
+    counts = pc.value_counts(values)
+    return Counter(dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)))
+
+
+def numeric_values(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Return a numeric column as float64 with NaN for missing values."""
+    arr = pc.cast(column, pa.float64())
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def text_values(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Return a categorical column as one string array (numbers and booleans as text)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
+
+
+@dataclass(frozen=True)
+class Task:
+    """The label: its column, the class values (index = class id) and binary or multiclass."""
+
+    label: str
+    classes: tuple[Any, ...]
+    class_counts: tuple[int, ...]  # rows per class in train
+
+    @property
+    def n_classes(self) -> int:
+        """Return the number of classes."""
+        return len(self.classes)
+
+    @property
+    def kind(self) -> str:
+        """Return "binary" or "multiclass"."""
+        return "binary" if self.n_classes == 2 else "multiclass"
+
+    def encode(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Return the class index of each label value; -1 for null or unseen values."""
+        values = pa.array(list(self.classes))
+        try:
+            idx = pc.index_in(pc.cast(column, values.type), value_set=values)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            idx = pc.index_in(pc.cast(column, pa.string()), value_set=pc.cast(values, pa.string()))
+        return np.asarray(idx.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready description."""
+        return {"label": self.label, "classes": list(self.classes), "class_counts": list(self.class_counts)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Task:
+        """Return the Task that ``to_dict`` described."""
+        return cls(label=d["label"], classes=tuple(d["classes"]), class_counts=tuple(d["class_counts"]))
+
+
+def _list(items: Any, limit: int = 8) -> str:
+    items = [str(i) for i in items]
+    more = f", ... ({len(items)} in all)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a == b or str(a) == str(b) or (isinstance(a, bool) and str(a).lower() == str(b).lower())
+
+
+def infer_task(profile: DataProfile, plan: DataPlan) -> Task:
+    """Return the Task defined by the train labels, or raise a DataError about the labels."""
+    for split in SPLIT_NAMES:
+        nulls = profile.labels.get(split, Counter()).get(None, 0)
+        if nulls:
+            raise DataError(f"data.label: column {plan.label!r} has {nulls} missing values in the {split} split")
+    train = profile.labels.get("train", Counter())
+    if not train:
+        raise DataError(f"data.source: the train split is empty ({sum(profile.rows.values())} rows in all)")
+    if len(train) < 2:
+        only = next(iter(train))
+        raise DataError(f"data.label: the train split holds a single class ({only!r}); a classifier needs two or more")
+    if len(train) > MAX_LABEL_CLASSES:
+        raise DataError(
+            f"data.label: column {plan.label!r} has {len(train)} distinct values in train; "
+            f"scaleclf trains classifiers with at most {MAX_LABEL_CLASSES} classes"
+        )
+    classes = sorted(train, key=lambda v: (str(type(v)), v))
+    if plan.positive_label is not None:
+        if len(classes) != 2:
+            raise ConfigError(f"config error: data.positive_label: only for binary labels; {plan.label!r} has {len(classes)} classes")
+        matches = [c for c in classes if _same(c, plan.positive_label)]
+        if not matches:
+            raise ConfigError(
+                f"config error: data.positive_label: {plan.positive_label!r} is not a value of {plan.label!r}"
+                f" (values: {_list(classes)})"
+            )
+        classes = [c for c in classes if c is not matches[0]] + [matches[0]]
+    elif len(classes) == 2 and all(isinstance(c, str) for c in classes):
+        raise ConfigError(
+            f"config error: data.positive_label: required for the string label {plan.label!r}"
+            f" (values: {_list(classes)})"
+        )
+    for split in ("valid", "test"):
+        unseen = [v for v in profile.labels.get(split, Counter()) if not any(_same(v, c) for c in classes)]
+        if unseen:
+            raise DataError(
+                f"data.label: value(s) {_list(sorted(map(str, unseen)))} in the {split} split never occur in train"
+            )
+        if not profile.rows.get(split) and (split == "valid" or plan.test_source is None):
+            raise DataError(
+                f"data.source: the {split} split is empty ({sum(profile.rows.values())} rows in all); "
+                "use more rows or change data.split"
+            )
+    return Task(label=plan.label, classes=tuple(classes), class_counts=tuple(train[c] for c in classes))
+
+
+def check_columns(profile: DataProfile, plan: DataPlan) -> list[str]:
+    """Return the constant feature columns to drop; raise a DataError on unusable columns."""
+    dropped = []
+    for split, stats in profile.numeric.items():
+        for col, s in stats.items():
+            if s.infinite:
+                raise DataError(f"column {col!r} has {s.infinite} infinite values in the {split} split")
+    train = profile.numeric.get("train", {})
+    for col in plan.numeric:
+        s = train.get(col, NumericStats())
+        if s.count == 0:
+            raise DataError(f"column {col!r} has no values in the train split (all missing); drop it with data.drop")
+        if s.m2 <= 0.0:
+            dropped.append(col)
+    for col in plan.categorical:
+        counts = profile.categories.get(col, Counter())
+        if not counts:
+            raise DataError(f"column {col!r} has no values in the train split (all missing); drop it with data.drop")
+        if len(counts) == 1 and not profile.category_missing.get("train", {}).get(col, 0):
+            dropped.append(col)
+    if len(dropped) == len(plan.features):
+        raise DataError(f"every feature column is constant in the train split ({_list(dropped)})")
+    return dropped
