@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.data.sources import Source, read_schema, resolve_source
+from pipelines.data.sources import Source, open_dataset, read_schema, resolve_source
 from pipelines.data.split import SPLIT_COLUMN, SPLIT_NAMES, TEST, attach_key_and_split
 from pipelines.errors import ConfigError, DataError
 
@@ -50,14 +50,22 @@ class DataPlan:
     def attach(self, batch: pa.Table | pa.RecordBatch, *, is_test_source: bool = False) -> Any:
         """Return ``batch`` with the row key and split columns this plan defines."""
         return attach_key_and_split(
-            batch, key_columns=self.key_columns, seed=self.seed, valid=self.valid,
-            test=self.test, fixed_split=TEST if is_test_source else self.fixed_split,
+            batch,
+            key_columns=self.key_columns,
+            seed=self.seed,
+            valid=self.valid,
+            test=self.test,
+            fixed_split=TEST if is_test_source else self.fixed_split,
         )
 
 
 def _is_numeric(kind: pa.DataType) -> bool:
-    return (pa.types.is_integer(kind) or pa.types.is_floating(kind)
-            or pa.types.is_boolean(kind) or pa.types.is_decimal(kind))
+    return (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_decimal(kind)
+    )
 
 
 def _is_text(kind: pa.DataType) -> bool:
@@ -71,6 +79,13 @@ def make_plan(data: Any, seed: int) -> DataPlan:
     source = resolve_source(data.source, rows=data.rows, generator_seed=data.generator_seed, fmt=data.format)
     schema = read_schema(source)
     names = list(schema.names)
+    null_typed = [f.name for f in schema if pa.types.is_null(f.type)]
+    if null_typed:
+        # A CSV with only a header, or a column with no value at all: say which.
+        if open_dataset(source).count_rows() == 0:
+            raise DataError(f"data.source: {data.source} has no rows")
+        if null_typed[0] not in data.drop:
+            raise DataError(f"column {null_typed[0]!r} has no values (all missing); drop it with data.drop")
     if data.label not in names:
         raise DataError(f"data.label: column {data.label!r} is not in {data.source} (columns: {_list(names)})")
     for key in ("features", "categorical", "drop"):
@@ -97,7 +112,9 @@ def make_plan(data: Any, seed: int) -> DataPlan:
             )
     label_type = schema.field(data.label).type
     if not (_is_numeric(label_type) or _is_text(label_type)):
-        raise DataError(f"data.label: column {data.label!r} has type {label_type}; expected integers, booleans or strings")
+        raise DataError(
+            f"data.label: column {data.label!r} has type {label_type}; expected integers, booleans or strings"
+        )
     test_source = None
     valid, test = data.split.valid, data.split.test
     if data.test_source:
@@ -110,9 +127,17 @@ def make_plan(data: Any, seed: int) -> DataPlan:
         valid, test = data.split.valid / (data.split.train + data.split.valid), 0.0
     key_columns = (data.key,) if data.key else tuple([*features, data.label])
     return DataPlan(
-        source=source, test_source=test_source, label=data.label, numeric=tuple(numeric),
-        categorical=tuple(categorical), key_columns=key_columns, seed=seed, valid=valid, test=test,
-        max_categories=data.max_categories, positive_label=data.positive_label,
+        source=source,
+        test_source=test_source,
+        label=data.label,
+        numeric=tuple(numeric),
+        categorical=tuple(categorical),
+        key_columns=key_columns,
+        seed=seed,
+        valid=valid,
+        test=test,
+        max_categories=data.max_categories,
+        positive_label=data.positive_label,
     )
 
 
@@ -174,8 +199,8 @@ class DataProfile:
                 out.truncated.add(col)
             out.categories[col] = merged
         for split in set(self.category_missing) | set(other.category_missing):
-            a, b = self.category_missing.get(split, {}), other.category_missing.get(split, {})
-            out.category_missing[split] = {c: a.get(c, 0) + b.get(c, 0) for c in set(a) | set(b)}
+            na, nb = self.category_missing.get(split, {}), other.category_missing.get(split, {})
+            out.category_missing[split] = {c: na.get(c, 0) + nb.get(c, 0) for c in set(na) | set(nb)}
         return out
 
 
@@ -290,7 +315,9 @@ def infer_task(profile: DataProfile, plan: DataPlan) -> Task:
     classes = sorted(train, key=lambda v: (str(type(v)), v))
     if plan.positive_label is not None:
         if len(classes) != 2:
-            raise ConfigError(f"config error: data.positive_label: only for binary labels; {plan.label!r} has {len(classes)} classes")
+            raise ConfigError(
+                f"config error: data.positive_label: only for binary labels; {plan.label!r} has {len(classes)} classes"
+            )
         matches = [c for c in classes if _same(c, plan.positive_label)]
         if not matches:
             raise ConfigError(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
@@ -45,8 +46,12 @@ def cache_root() -> Path:
 
 
 def resolve_source(
-    text: str, *, field_name: str = "data.source", rows: int | None = None,
-    generator_seed: int = 0, fmt: str = "auto",
+    text: str,
+    *,
+    field_name: str = "data.source",
+    rows: int | None = None,
+    generator_seed: int = 0,
+    fmt: str = "auto",
 ) -> Source:
     """Return the Source for ``text``; synthetic and builtin sets are written to Parquet first."""
     if text.startswith("synthetic:"):
@@ -123,7 +128,8 @@ def _list_local(text: str, path: str, field_name: str) -> list[str]:
     if p.is_file():
         return [str(p.resolve())]
     found = sorted(
-        str(f.resolve()) for f in p.rglob("*")
+        str(f.resolve())
+        for f in p.rglob("*")
         if f.is_file() and not f.name.startswith((".", "_")) and "/." not in str(f.relative_to(p))
     )
     if not found:
@@ -152,8 +158,7 @@ def _remote_source(text: str, fmt: str, field_name: str) -> Source:
         if info.type == pafs.FileType.Directory:
             infos = fs.get_file_info(pafs.FileSelector(root, recursive=True))
             paths = sorted(
-                i.path for i in infos
-                if i.type == pafs.FileType.File and not Path(i.path).name.startswith((".", "_"))
+                i.path for i in infos if i.type == pafs.FileType.File and not Path(i.path).name.startswith((".", "_"))
             )
         else:
             paths = [root]
@@ -182,7 +187,9 @@ def open_dataset(source: Source, field_name: str = "data.source") -> pads.Datase
     paths = [p.split("://", 1)[1] if not source.is_local else p for p in source.paths]
     try:
         if source.format == "csv":
-            fmt: pads.FileFormat = pads.CsvFileFormat()
+            # Empty unquoted fields are missing values, for strings too (as Spark and pandas read them).
+            convert = pacsv.ConvertOptions(strings_can_be_null=True, quoted_strings_can_be_null=False)
+            fmt: pads.FileFormat = pads.CsvFileFormat(convert_options=convert)
         else:
             fmt = pads.ParquetFileFormat()
         return pads.dataset(paths, format=fmt, filesystem=source.filesystem)

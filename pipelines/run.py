@@ -1,0 +1,449 @@
+"""The stage orchestrator: load, validate, fit, predict, evaluate and write the run directory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipelines.artifacts import (
+    RunDirectory,
+    read_verified_manifest,
+    run_name,
+    write_json,
+    write_manifest,
+)
+from pipelines.data.schema import DataPlan, DataProfile, Task, check_columns, infer_task, make_plan
+from pipelines.data.sources import resolve_source
+from pipelines.data.split import SPLIT_NAMES, TEST
+from pipelines.engines import create_engine
+from pipelines.engines.base import Engine, EngineModel, FitContext
+from pipelines.errors import ArtifactError, ConfigError, DataError
+from pipelines.evaluation.metrics import compute_metrics
+from pipelines.models.catalog import get_model
+from pipelines.models.kernels import FeatureMap, fit_nystroem_features, fit_rff_features
+from pipelines.models.postprocess import Postprocess, fit_platt_only, fit_postprocess
+from pipelines.models.preprocess import Preprocessor, fit_preprocessor
+from pipelines.progress import Progress
+from pipelines.spec import JobSpec, build_spec, load_yaml
+
+
+@dataclass
+class Predictions:
+    """Raw engine outputs for one split: row keys, class indices and probabilities or scores."""
+
+    keys: np.ndarray
+    y: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def collect(cls, batches: Iterable[pa.RecordBatch]) -> Predictions:
+        """Return the concatenation of prediction batches (see ``pipelines.engines.base``)."""
+        keys, ys, values = [], [], []
+        for batch in batches:
+            keys.append(np.asarray(batch.column("row_key").to_numpy()))
+            ys.append(np.asarray(batch.column("y").to_numpy(), dtype=np.int32))
+            cols = [n for n in batch.schema.names if n[:2] in ("p_", "s_")]
+            values.append(np.column_stack([np.asarray(batch.column(c).to_numpy()) for c in cols]))
+        if not keys:
+            return cls(np.empty(0, np.uint64), np.empty(0, np.int32), np.empty((0, 1)))
+        return cls(np.concatenate(keys), np.concatenate(ys), np.concatenate(values))
+
+
+@dataclass
+class Prepared:
+    """The data as the engine holds it, plus everything learned from the train split."""
+
+    plan: DataPlan
+    data: Any
+    profile: DataProfile
+    task: Task
+    preprocessor: Preprocessor
+
+
+def class_weights(task: Task, setting: str | dict[str, float] | None) -> np.ndarray | None:
+    """Return a weight per class index for ``model.class_weight`` (None = unweighted)."""
+    if setting is None:
+        return None
+    counts = np.asarray(task.class_counts, dtype=np.float64)
+    if isinstance(setting, str):  # "balanced", the only string the spec allows
+        return counts.sum() / (len(counts) * counts)
+    weights = np.ones(task.n_classes)
+    names = [str(c) for c in task.classes]
+    for label, weight in setting.items():
+        if str(label) not in names:
+            raise ConfigError(
+                f"config error: model.class_weight.{label}: not a label value (values: {', '.join(names)})"
+            )
+        weights[names.index(str(label))] = float(weight)
+    return weights
+
+
+def prepare(spec: JobSpec, engine: Engine, progress: Progress) -> Prepared:
+    """Return the loaded, profiled and validated data with the fitted preprocessing."""
+    plan = make_plan(spec.data, spec.seed)
+    data = engine.load(plan)
+    profile = engine.profile(data, plan)
+    task = infer_task(profile, plan)
+    dropped = check_columns(profile, plan)
+    if dropped:
+        progress.warn(f"dropped constant column(s) {', '.join(dropped)}")
+    for col in sorted(profile.truncated):
+        progress.warn(f"column {col!r} has more than 100000 categories; only the most frequent are tracked")
+    return Prepared(plan, data, profile, task, fit_preprocessor(profile, plan, dropped))
+
+
+def fit_feature_map(
+    engine: Engine, prepared: Prepared, kernel: str | None, params: dict[str, Any], seed: int
+) -> FeatureMap | None:
+    """Return the model's kernel feature map fitted once on the driver (None for other models)."""
+    n_features = prepared.preprocessor.n_features
+    if kernel == "rff":
+        return fit_rff_features(n_features, params["n_components"], params["gamma"], seed)
+    if kernel == "nystroem":
+        rows = engine.landmark_rows(prepared.data, params["n_components"], seed)
+        return fit_nystroem_features(prepared.preprocessor.transform(rows), params["gamma"])
+    return None
+
+
+def _predict(engine: Engine, model: EngineModel, data: Any, ctx: FitContext, split: str) -> Predictions:
+    return Predictions.collect(engine.predict(model, data, ctx, split))
+
+
+def _round(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: (float(v) if isinstance(v, np.floating) else v) for k, v in metrics.items()}
+
+
+def train(spec: JobSpec, progress: Progress | None = None) -> Path:
+    """Run a training job end to end; return the completed run directory."""
+    progress = progress or Progress(quiet=True)
+    started = time.perf_counter()
+    engine = create_engine(spec.engine, spec.seed)
+    info = get_model(spec.model.name)
+    parent = Path(spec.output.dir)
+    name = spec.output.run_name or run_name(parent, spec.name, spec.model.name, spec.engine.name)
+    with RunDirectory(parent, name) as tmp, engine:
+        with progress.stage("load_s", f"loaded and profiled {spec.data.source} on {engine.name}"):
+            prepared = prepare(spec, engine, progress)
+            params = info.resolve_params(spec.model.params)
+            feature_map = fit_feature_map(engine, prepared, info.kernel, params, spec.seed)
+            ctx = FitContext(
+                prepared.task,
+                prepared.preprocessor,
+                info,
+                params,
+                class_weights(prepared.task, spec.model.class_weight),
+                feature_map,
+                spec.seed,
+            )
+        trials = []
+        with progress.stage("fit_s", f"fitted {info.name} on {prepared.profile.rows['train']} rows"):
+            if spec.tuning.enabled:
+                model, ctx, trials = _tune(spec, engine, prepared, ctx, progress)
+            else:
+                model = engine.fit(prepared.data, ctx)
+        with progress.stage("predict_s", "predicted the valid and test splits"):
+            valid = _predict(engine, model, prepared.data, ctx, "valid")
+            test = _predict(engine, model, prepared.data, ctx, "test")
+        engine_facts = engine.describe()
+        with progress.stage("evaluate_s", "evaluated"):
+            post = fit_postprocess(
+                valid.y,
+                valid.values,
+                ctx.output,
+                ctx.task.n_classes,
+                calibration=spec.model.calibration,
+                threshold=spec.evaluation.threshold,
+            )
+            p_valid = post.probabilities(valid.values, ctx.output)
+            p_test = post.probabilities(test.values, ctx.output)
+            threshold = post.decision_threshold
+            metrics: dict[str, Any] = {
+                "engine": engine.name,
+                "model": info.name,
+                "task": ctx.task.kind,
+                "dataset": spec.data.source,
+                "classes": [str(c) for c in ctx.task.classes],
+                "rows": _rows(prepared.profile),
+                "class_counts": _class_counts(prepared.profile),
+                "test": _round(compute_metrics(test.y, p_test, threshold=threshold, ece_bins=spec.evaluation.ece_bins)),
+                "valid": _round(
+                    compute_metrics(valid.y, p_valid, threshold=threshold, ece_bins=spec.evaluation.ece_bins)
+                ),
+                "threshold": post.threshold.to_dict() if post.threshold else None,
+                "calibration": spec.model.calibration,
+                "params": ctx.params,
+                "dropped_columns": list(prepared.preprocessor.dropped),
+                "engine_info": engine_facts,
+                "created": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            }
+        with progress.stage("write_s", "wrote the model, predictions and report"):
+            (tmp / "spec.yaml").write_text(spec.to_yaml())
+            _save_model(tmp / "model", model, ctx, post, prepared.plan, spec, engine.name)
+            write_predictions(tmp / "predictions.parquet", test, p_test, ctx.task, threshold)
+            if trials:
+                write_json(tmp / "tuning.json", {"metric": spec.tuning.metric, "trials": [t.to_dict() for t in trials]})
+            metrics["timing"] = {
+                **{k: round(v, 4) for k, v in progress.timings.items()},
+                "total_s": round(time.perf_counter() - started, 4),
+            }
+            if spec.output.report:
+                _write_report(tmp, spec, metrics, test.y, p_test, ctx.task, trials)
+            metrics["timing"]["total_s"] = round(time.perf_counter() - started, 4)
+            write_json(tmp / "metrics.json", metrics)
+    run_dir = parent / name
+    if spec.output.mlflow:
+        from pipelines.tracking import log_run
+
+        with progress.stage("mlflow_s", "logged the run to MLflow"):
+            log_run(run_dir, spec.model_dump(mode="json"), metrics, parent, spec.output.mlflow_experiment)
+    return run_dir
+
+
+def _tune(spec: JobSpec, engine: Engine, prepared: Prepared, ctx: FitContext, progress: Progress) -> Any:
+    from pipelines.tuning import run_tuning
+
+    def score(model: EngineModel, trial_ctx: FitContext) -> dict[str, Any]:
+        valid = _predict(engine, model, prepared.data, trial_ctx, "valid")
+        post = fit_platt_only(valid.y, valid.values, trial_ctx.output, trial_ctx.task.n_classes)
+        return _round(compute_metrics(valid.y, post.probabilities(valid.values, trial_ctx.output)))
+
+    def report(trial: Any) -> None:
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+        value = "—" if trial.score is None else f"{trial.score:.4f}"
+        progress.note(f"trial {trial.number}: {shown} -> valid {spec.tuning.metric} {value}")
+
+    return run_tuning(engine, prepared.data, ctx, spec.tuning, score, on_trial=report)
+
+
+def _rows(profile: DataProfile) -> dict[str, int]:
+    rows = {name: int(profile.rows.get(name, 0)) for name in SPLIT_NAMES}
+    rows["total"] = sum(rows.values())
+    return rows
+
+
+def _class_counts(profile: DataProfile) -> dict[str, dict[str, int]]:
+    return {
+        split: {str(k): int(v) for k, v in sorted(c.items(), key=lambda kv: str(kv[0]))}
+        for split, c in profile.labels.items()
+    }
+
+
+def _save_model(
+    directory: Path, model: EngineModel, ctx: FitContext, post: Postprocess, plan: DataPlan, spec: JobSpec, engine: str
+) -> None:
+    directory.mkdir()
+    native = model.save(directory)
+    write_json(directory / "preprocess.json", ctx.preprocessor.to_dict())
+    write_json(directory / "postprocess.json", post.to_dict())
+    if ctx.feature_map is not None:
+        ctx.feature_map.save(directory)
+    write_manifest(
+        directory,
+        {
+            "format_version": 1,
+            "engine": engine,
+            "model": ctx.model.name,
+            "native_format": model.format,
+            "native_files": [p.relative_to(directory).as_posix() for p in native],
+            "params": ctx.params,
+            "output": ctx.output,
+            "seed": ctx.seed,
+            "class_weights": ctx.class_weights.tolist() if ctx.class_weights is not None else None,
+            "task": ctx.task.to_dict(),
+            "schema": {
+                "numeric": list(plan.numeric),
+                "categorical": list(plan.categorical),
+                "label": plan.label,
+                "key_columns": list(plan.key_columns),
+                "feature_names": ctx.preprocessor.feature_names(),
+            },
+            "data": {
+                "source": spec.data.source,
+                "test_source": spec.data.test_source,
+                "rows": spec.data.rows,
+                "generator_seed": spec.data.generator_seed,
+                "format": spec.data.format,
+                "split": {"seed": plan.seed, "valid": plan.valid, "test": plan.test},
+            },
+            "created": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        },
+    )
+
+
+def write_predictions(path: Path, preds: Predictions, proba: np.ndarray, task: Task, threshold: float) -> Path:
+    """Write predictions: row_key, label, proba_<class> per class and the predicted label."""
+    classes = np.array(list(task.classes), dtype=object)
+    known = preds.y >= 0
+    label = classes[np.maximum(preds.y, 0)]
+    label[~known] = None
+    chosen = (proba[:, 1] >= threshold).astype(int) if task.n_classes == 2 else proba.argmax(axis=1)
+    columns: dict[str, Any] = {"row_key": pa.array(preds.keys, pa.uint64()), "label": pa.array(label.tolist())}
+    for j, cls in enumerate(task.classes):
+        columns[f"proba_{cls}"] = pa.array(proba[:, j])
+    columns["prediction"] = pa.array(classes[chosen].tolist())
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def _write_report(
+    tmp: Path, spec: JobSpec, metrics: dict[str, Any], y: np.ndarray, proba: np.ndarray, task: Task, trials: list[Any]
+) -> None:
+    from pipelines.evaluation.report import ReportSection, write_report
+
+    sections = []
+    if trials:
+        rows = "".join(
+            f"<tr><td>{t.number}</td><td>{_esc(json.dumps(t.params))}</td>"
+            f"<td>{'—' if t.score is None else f'{t.score:.4f}'}</td><td>{t.fit_s:.2f}</td></tr>"
+            for t in trials
+        )
+        sections.append(
+            ReportSection(
+                f"Tuning ({len(trials)} trials, valid {spec.tuning.metric})",
+                f"<table><tr><th>trial</th><th>params</th><th>score</th><th>fit s</th></tr>{rows}</table>",
+            )
+        )
+    write_report(
+        tmp,
+        metrics=metrics,
+        spec_yaml=spec.to_yaml(),
+        y=y,
+        proba=proba,
+        classes=[str(c) for c in task.classes],
+        sections=sections,
+    )
+
+
+def _esc(text: str) -> str:
+    import html
+
+    return html.escape(text)
+
+
+@dataclass
+class LoadedRun:
+    """A finished run directory with its verified model, ready to score new data."""
+
+    run_dir: Path
+    spec: JobSpec
+    manifest: dict[str, Any]
+    ctx: FitContext
+    post: Postprocess
+
+
+def load_run(run_dir: Path) -> LoadedRun:
+    """Return the run's spec, verified manifest and fitted state (checksums checked first)."""
+    if not (run_dir / "spec.yaml").is_file():
+        raise ArtifactError(f"{run_dir} is not a scaleclf run directory (no spec.yaml)")
+    model_dir = run_dir / "model"
+    manifest = read_verified_manifest(model_dir)
+    spec = build_spec(load_yaml((run_dir / "spec.yaml").read_text()))
+    info = get_model(manifest["model"])
+    prep = Preprocessor.from_dict(json.loads((model_dir / "preprocess.json").read_text()))
+    post = Postprocess.from_dict(json.loads((model_dir / "postprocess.json").read_text()))
+    fmap = FeatureMap.load(model_dir) if (model_dir / "feature_map.json").is_file() else None
+    weights = manifest.get("class_weights")
+    ctx = FitContext(
+        Task.from_dict(manifest["task"]),
+        prep,
+        info,
+        manifest["params"],
+        np.asarray(weights) if weights is not None else None,
+        fmap,
+        int(manifest["seed"]),
+    )
+    return LoadedRun(run_dir, spec, manifest, ctx, post)
+
+
+def scoring_plan(run: LoadedRun, source_text: str, split: str) -> tuple[DataPlan, str]:
+    """Return the plan that reads ``source_text`` with the run's schema, and the split to score."""
+    meta, schema = run.manifest["data"], run.manifest["schema"]
+    same = source_text == meta["source"]
+    source = resolve_source(
+        source_text,
+        field_name="--data",
+        rows=meta["rows"] if same else None,
+        generator_seed=meta["generator_seed"],
+        fmt=meta["format"],
+    )
+    from pipelines.data.sources import read_schema
+
+    names = set(read_schema(source, "--data").names)
+    for col in [*schema["numeric"], *schema["categorical"]]:
+        if col not in names:
+            raise DataError(f"--data: column {col!r}, a feature of this model, is missing from {source_text}")
+    has_label = schema["label"] in names
+    if split == "auto":
+        split = "test" if same and has_label and meta["test_source"] is None else "all"
+    if split != "all" and not (has_label and set(schema["key_columns"]) <= names):
+        raise ConfigError(f"--split {split}: needs the label column {schema['label']!r} in --data to find the split")
+    key_columns = (
+        schema["key_columns"] if set(schema["key_columns"]) <= names else schema["numeric"] + schema["categorical"]
+    )
+    split_meta = meta["split"]
+    return DataPlan(
+        source=source,
+        test_source=None,
+        label=schema["label"],
+        numeric=tuple(schema["numeric"]),
+        categorical=tuple(schema["categorical"]),
+        key_columns=tuple(key_columns),
+        seed=split_meta["seed"],
+        valid=split_meta["valid"],
+        test=split_meta["test"],
+        fixed_split=TEST if split == "all" else None,
+        has_label=has_label,
+    ), ("test" if split == "all" else split)
+
+
+def score(
+    run_dir: Path,
+    source_text: str,
+    *,
+    split: str = "auto",
+    engine_name: str | None = None,
+    progress: Progress | None = None,
+) -> tuple[LoadedRun, Predictions, np.ndarray, str]:
+    """Return the run, raw predictions, final probabilities and the split scored on ``source_text``."""
+    progress = progress or Progress(quiet=True)
+    run = load_run(run_dir)
+    engine_spec = run.spec.engine.model_copy(update={"name": engine_name or run.manifest["engine"]})
+    engine = create_engine(engine_spec, run.ctx.seed)
+    with engine:
+        plan, read_split = scoring_plan(run, source_text, split)
+        with progress.stage("load_s", f"loaded {source_text} on {engine.name}"):
+            data = engine.load(plan)
+            profile = engine.profile(data, plan)
+            check_scoring_data(profile, run.ctx.task, plan)
+            model = engine.load_model(run_dir / "model", run.ctx)
+        with progress.stage("predict_s", f"scored the {read_split} rows"):
+            preds = _predict(engine, model, data, run.ctx, read_split)
+    if len(preds.y) == 0:
+        raise DataError(f"--data: no {read_split} rows to score in {source_text}")
+    return run, preds, run.post.probabilities(preds.values, run.ctx.output), read_split
+
+
+def check_scoring_data(profile: DataProfile, task: Task, plan: DataPlan) -> None:
+    """Raise a DataError when data to score holds infinite values or labels the model never saw."""
+    for split, stats in profile.numeric.items():
+        for col, s in stats.items():
+            if s.infinite:
+                raise DataError(f"column {col!r} has {s.infinite} infinite values in the data to score ({split})")
+    if not plan.has_label:
+        return
+    known = {str(c) for c in task.classes}
+    for split, counts in profile.labels.items():
+        unseen = sorted(str(v) for v in counts if str(v) not in known)
+        if unseen:
+            raise DataError(
+                f"--data: label value(s) {', '.join(unseen[:5])} were never seen in training ({split} rows)"
+            )
