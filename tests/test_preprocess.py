@@ -15,9 +15,18 @@ pytestmark = pytest.mark.local
 
 
 def _plan(max_categories: int = 50) -> DataPlan:
-    return DataPlan(source=Source("t", ("t",), "parquet"), test_source=None, label="label",
-                    numeric=("a", "b", "const"), categorical=("city",), key_columns=("a",), seed=0,
-                    valid=0.0, test=0.0, max_categories=max_categories)
+    return DataPlan(
+        source=Source("t", ("t",), "parquet"),
+        test_source=None,
+        label="label",
+        numeric=("a", "b", "const"),
+        categorical=("city",),
+        key_columns=("a",),
+        seed=0,
+        valid=0.0,
+        test=0.0,
+        max_categories=max_categories,
+    )
 
 
 def _table(n: int = 3000, seed: int = 0) -> pa.Table:
@@ -25,11 +34,16 @@ def _table(n: int = 3000, seed: int = 0) -> pa.Table:
     a = rng.normal(5, 2, size=n)
     a[rng.random(n) < 0.1] = np.nan
     city = rng.choice(["oslo", "rome", "lima", "kyiv", None], size=n, p=[0.4, 0.3, 0.2, 0.05, 0.05])
-    return pa.table({
-        "a": pa.array(a, from_pandas=True), "b": rng.integers(0, 10, size=n), "const": np.ones(n),
-        "city": pa.array(city.tolist()), "label": rng.integers(0, 2, size=n),
-        SPLIT_COLUMN: pa.array(np.full(n, TRAIN, dtype=np.int8)),
-    })
+    return pa.table(
+        {
+            "a": pa.array(a, from_pandas=True),
+            "b": rng.integers(0, 10, size=n),
+            "const": np.ones(n),
+            "city": pa.array(city.tolist()),
+            "label": rng.integers(0, 2, size=n),
+            SPLIT_COLUMN: pa.array(np.full(n, TRAIN, dtype=np.int8)),
+        }
+    )
 
 
 def test_profiles_merge_to_the_whole_and_match_sklearn() -> None:
@@ -54,12 +68,14 @@ def test_profiles_merge_to_the_whole_and_match_sklearn() -> None:
 
     frame = table.select(["a", "b", "city"]).to_pandas()
     frame["city"] = frame["city"].fillna("__missing__")
-    reference = ColumnTransformer([
-        ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["a", "b"]),
-        ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["city"]),
-    ]).fit_transform(frame)
+    reference = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["a", "b"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["city"]),
+        ]
+    ).fit_transform(frame)
     # Same columns, ordered by category frequency on our side and alphabetically on sklearn's.
-    ref_names = ["a", "b"] + sorted(["kyiv", "lima", "oslo", "rome", "__missing__"])
+    ref_names = ["a", "b", *sorted(["kyiv", "lima", "oslo", "rome", "__missing__"])]
     our_names = [n.split("=")[-1].replace("<missing>", "__missing__") for n in prep.feature_names()]
     order = [ref_names.index(n) for n in our_names]
     np.testing.assert_allclose(ours, reference[:, order], rtol=1e-10, atol=1e-12)

@@ -36,14 +36,14 @@ def test_overrides_are_typed() -> None:
 def test_overrides_create_nested_keys_and_refuse_to_descend_into_values() -> None:
     raw = apply_overrides({"model": {"name": "mlp"}}, ["model.params.alpha=0.01"])
     assert raw["model"]["params"] == {"alpha": 0.01}
-    with pytest.raises(ConfigError, match="model.name is a value"):
+    with pytest.raises(ConfigError, match=r"model.name is a value"):
         apply_overrides(raw, ["model.name.x=1"])
 
 
 def test_engine_option_overrides_spec(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"data": {"source": "x.parquet"}, "model": {"name": "gbt"}}))
-    with pytest.raises(ConfigError, match="engine.name: 'flink' is not allowed"):
+    with pytest.raises(ConfigError, match=r"engine.name: 'flink' is not allowed"):
         load_spec(path, engine="flink")
 
 
@@ -52,7 +52,7 @@ def test_params_are_resolved_against_the_catalog() -> None:
 
     params = get_model("mlp").resolve_params({"hidden_layer_sizes": 8, "max_iter": 3.0})
     assert params["hidden_layer_sizes"] == [8] and params["max_iter"] == 3
-    with pytest.raises(ConfigError, match="model.params.hidden_layer_sizes: expected int_list"):
+    with pytest.raises(ConfigError, match=r"model.params.hidden_layer_sizes: expected int_list"):
         get_model("mlp").resolve_params({"hidden_layer_sizes": [0]})
 
 

@@ -7,7 +7,14 @@ import pyarrow as pa
 import pytest
 
 from pipelines.data.split import (
-    SPLIT_COLUMN, TEST, TRAIN, VALID, assign_split, attach_key_and_split, column_codes, row_keys,
+    SPLIT_COLUMN,
+    TEST,
+    TRAIN,
+    VALID,
+    assign_split,
+    attach_key_and_split,
+    column_codes,
+    row_keys,
 )
 
 pytestmark = pytest.mark.local
@@ -15,12 +22,14 @@ pytestmark = pytest.mark.local
 
 def _table(n: int = 20_000, seed: int = 0) -> pa.Table:
     rng = np.random.default_rng(seed)
-    return pa.table({
-        "x": rng.normal(size=n),
-        "k": rng.integers(0, 5, size=n),
-        "s": pa.array(rng.choice(["a", "b", None], size=n).tolist()),
-        "label": (rng.random(n) < 0.1).astype(np.int64),
-    })
+    return pa.table(
+        {
+            "x": rng.normal(size=n),
+            "k": rng.integers(0, 5, size=n),
+            "s": pa.array(rng.choice(["a", "b", None], size=n).tolist()),
+            "label": (rng.random(n) < 0.1).astype(np.int64),
+        }
+    )
 
 
 def test_keys_do_not_depend_on_row_order_or_chunking() -> None:

@@ -1,0 +1,68 @@
+"""The ``scaleclf`` command line: one small module per command under ``jobs/commands``."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Any, NoReturn
+
+import click
+import typer
+from typer.main import get_command
+
+from jobs.commands import bench, data, evaluate, federate, predict, schema, train
+from pipelines.errors import ScaleclfError
+
+app = typer.Typer(
+    name="scaleclf",
+    help="Train and evaluate classifiers on local, Spark, Dask, Ray or federated engines from one job spec.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("train")(train.train)
+app.command("predict")(predict.predict)
+app.command("evaluate")(evaluate.evaluate)
+app.command("federate")(federate.federate)
+app.command("bench")(bench.bench)
+app.command("schema")(schema.schema)
+app.add_typer(data.app, name="data")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    sys.stderr.write(f"error: {message}\n")
+    raise SystemExit(code)
+
+
+def _one_line_warning(message: Any, category: type[Warning], *_: Any, **__: Any) -> None:
+    sys.stderr.write(f"warning: {category.__name__}: {' '.join(str(message).split())}\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; errors print one line on stderr (a traceback only with ``--debug``)."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    if not debug:
+        warnings.showwarning = _one_line_warning
+    try:
+        code = get_command(app).main(args=args, prog_name="scaleclf", standalone_mode=False)
+    except ScaleclfError as exc:
+        if debug:
+            raise
+        _fail(str(exc), exc.exit_code)
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except click.ClickException as exc:
+        _fail(" ".join(exc.format_message().split()), exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _fail("interrupted", 130)
+    except Exception as exc:
+        if debug:
+            raise
+        text = " ".join(str(exc).split()) or "no message"
+        _fail(f"{type(exc).__name__}: {text} (run with --debug for the traceback)", 1)
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()
