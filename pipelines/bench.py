@@ -1,0 +1,268 @@
+"""``scaleclf bench``: the same spec through scaleclf and through a raw-engine baseline, alternating.
+
+Every measurement runs in a fresh child process (one process tree per run, so caches and
+JIT warm-up do not favour either side). The parent samples the child tree's resident memory
+for the peak. The pipeline child runs ``pipelines.run.train`` without the HTML report; the
+raw child is a standalone script in ``jobs/raw_baselines/<engine>.py`` that imports no
+scaleclf code: it reads the same Parquet files, splits, scales, fits the same model with
+the same parameters directly against the engine and computes AUC with scikit-learn.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from pipelines.errors import ConfigError, EngineError
+from pipelines.progress import Progress
+from pipelines.spec import JobSpec, build_spec
+
+RAW_DIR = Path(__file__).resolve().parent.parent / "jobs" / "raw_baselines"
+
+
+@dataclass
+class Measurement:
+    """One child run: what it reported plus the peak memory of its process tree."""
+
+    kind: str  # "pipeline" or "raw"
+    seconds: float | None
+    auc: float | None
+    peak_rss_mb: float
+    detail: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
+def run_child(cmd: list[str], kind: str, timeout: float) -> Measurement:
+    """Return the Measurement of one child command that prints a JSON result as its last line."""
+    with tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        peak = 0
+        stop = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            ps = psutil.Process(child.pid)
+            while not stop.is_set():
+                try:
+                    peak = max(peak, _tree_rss(ps))
+                except psutil.Error:
+                    return
+                stop.wait(0.1)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            out, _ = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            out, _ = child.communicate()
+        finally:
+            stop.set()
+            sampler.join()
+        err.seek(0)
+        tail = err.read().strip().splitlines()[-1:] or [""]
+    lines = [line for line in out.strip().splitlines() if line.startswith("{")]
+    if child.returncode != 0 or not lines:
+        return Measurement(kind, None, None, peak / 2**20, error=f"exit {child.returncode}: {tail[0][:300]}")
+    result = json.loads(lines[-1])
+    return Measurement(kind, result["seconds"], result.get("auc"), peak / 2**20, detail=result)
+
+
+def _pipeline_cmd(spec: JobSpec) -> list[str]:
+    return [sys.executable, "-m", "pipelines.bench", "child", json.dumps(spec.model_dump(mode="json"))]
+
+
+def _raw_cmd(engine: str, spec: JobSpec, source_paths: list[str]) -> list[str]:
+    script = RAW_DIR / f"{engine}.py"
+    if not script.is_file():
+        raise ConfigError(f"--engines: no raw baseline for engine {engine} ({script} is missing)")
+    args = {
+        "paths": source_paths,
+        "label": spec.data.label,
+        "model": spec.model.name,
+        "params": _resolved_params(spec),
+        "seed": spec.seed,
+        "test_fraction": spec.data.split.test,
+        "valid_fraction": spec.data.split.valid,
+        "address": spec.engine.address,
+        "workers": spec.engine.workers,
+        "options": spec.engine.options,
+    }
+    return [sys.executable, str(script), json.dumps(args)]
+
+
+def _resolved_params(spec: JobSpec) -> dict[str, Any]:
+    from pipelines.models.catalog import get_model
+
+    return get_model(spec.model.name).resolve_params(spec.model.params)
+
+
+def bench(
+    spec: JobSpec,
+    engines: list[str],
+    rows: list[int | None],
+    out: Path,
+    repeats: int = 3,
+    timeout: float = 3600.0,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Run pipeline and raw children alternately per engine and size; write bench.json and a plot."""
+    from pipelines.data.sources import resolve_source
+
+    progress = progress or Progress(quiet=True)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="scaleclf-bench-") as scratch:
+        for n in rows:
+            raw = spec.model_dump(mode="json")
+            if n is not None:
+                raw["data"]["rows"] = n
+            for engine in engines:
+                raw["engine"]["name"] = engine
+                raw["output"] = {**raw["output"], "dir": str(Path(scratch) / "runs"), "report": False, "mlflow": False}
+                job = build_spec(raw)
+                with progress.stage("prepare_s", f"prepared {job.data.source} ({n or 'all'} rows)"):
+                    source = resolve_source(
+                        job.data.source, rows=job.data.rows, generator_seed=job.data.generator_seed, fmt=job.data.format
+                    )
+                runs: dict[str, list[Measurement]] = {"pipeline": [], "raw": []}
+                for r in range(repeats):
+                    # Alternate which side goes first so drift (thermal, caches) hits both.
+                    order = ["pipeline", "raw"] if r % 2 == 0 else ["raw", "pipeline"]
+                    for kind in order:
+                        cmd = _pipeline_cmd(job) if kind == "pipeline" else _raw_cmd(engine, job, list(source.paths))
+                        with progress.stage("run_s", f"{engine} {kind} repeat {r + 1}/{repeats}"):
+                            m = run_child(cmd, kind, timeout)
+                        if m.error:
+                            progress.warn(f"{engine} {kind} failed: {m.error}")
+                        runs[kind].append(m)
+                results.append(_summarise(engine, job, n, runs))
+    report = {
+        "spec": spec.name,
+        "model": spec.model.name,
+        "dataset": spec.data.source,
+        "repeats": repeats,
+        "machine": {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "results": results,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(report, indent=2))
+    _plot(report, out / "bench.png")
+    if all(r["pipeline_s"] is None for r in results):
+        raise EngineError(f"every pipeline run failed; see {out / 'bench.json'}")
+    return report
+
+
+def _median(values: list[float | None]) -> float | None:
+    ok = [v for v in values if v is not None]
+    return statistics.median(ok) if ok else None
+
+
+def _summarise(engine: str, job: JobSpec, n: int | None, runs: dict[str, list[Measurement]]) -> dict[str, Any]:
+    pipe = _median([m.seconds for m in runs["pipeline"]])
+    raw = _median([m.seconds for m in runs["raw"]])
+    return {
+        "engine": engine,
+        "rows": n,
+        "model": job.model.name,
+        "pipeline_s": pipe,
+        "raw_s": raw,
+        "ratio": pipe / raw if pipe and raw else None,
+        "pipeline_auc": _median([m.auc for m in runs["pipeline"]]),
+        "raw_auc": _median([m.auc for m in runs["raw"]]),
+        "pipeline_peak_mb": max(m.peak_rss_mb for m in runs["pipeline"]),
+        "raw_peak_mb": max(m.peak_rss_mb for m in runs["raw"]),
+        "runs": {k: [m.__dict__ for m in v] for k, v in runs.items()},
+    }
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Return the bench results as an aligned text table."""
+
+    def f(v: Any, fmt: str) -> str:
+        return "—" if v is None else format(v, fmt)
+
+    head = (
+        f"{'engine':<8} {'rows':>9} {'pipeline s':>11} {'raw s':>9} {'ratio':>6} "
+        f"{'AUC pipe':>9} {'AUC raw':>8} {'peak MB p/r':>14}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in report["results"]:
+        lines.append(
+            f"{r['engine']:<8} {f(r['rows'], 'd'):>9} {f(r['pipeline_s'], '.2f'):>11} {f(r['raw_s'], '.2f'):>9} "
+            f"{f(r['ratio'], '.3f'):>6} {f(r['pipeline_auc'], '.4f'):>9} {f(r['raw_auc'], '.4f'):>8} "
+            f"{r['pipeline_peak_mb']:>6.0f}/{r['raw_peak_mb']:<6.0f}"
+        )
+    return "\n".join(lines)
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = report["results"]
+    labels = [f"{r['engine']}\n{r['rows'] or ''}" for r in results]
+    xs = range(len(results))
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(results)), 4), dpi=100)
+    ax.bar([x - 0.2 for x in xs], [r["pipeline_s"] or 0 for r in results], width=0.4, label="scaleclf")
+    ax.bar([x + 0.2 for x in xs], [r["raw_s"] or 0 for r in results], width=0.4, label="raw engine")
+    for x, r in zip(xs, results, strict=True):
+        if r["ratio"]:
+            ax.annotate(f"{r['ratio']:.2f}x", (x, max(r["pipeline_s"] or 0, r["raw_s"] or 0)), ha="center", va="bottom")
+    ax.set_xticks(list(xs), labels)
+    ax.set_ylabel("median seconds")
+    ax.set_title(f"{report['model']} on {report['dataset']}: scaleclf vs raw engine")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _child(spec_json: str) -> None:
+    from pipelines.run import train
+
+    spec = build_spec(json.loads(spec_json))
+    start = time.perf_counter()
+    run_dir = train(spec)
+    seconds = time.perf_counter() - start
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "auc": metrics["test"].get("auc"),
+                "timing": metrics["timing"],
+                "rows": metrics["rows"],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "child":
+        _child(sys.argv[2])
+    else:
+        sys.exit("usage: python -m pipelines.bench child SPEC_JSON")
