@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipelines.errors import ConfigError
 
 
-
 class SpecLoader(yaml.SafeLoader):
     """YAML loader with YAML 1.2 booleans: only true/false, so ``positive_label: yes`` stays "yes"."""
 
@@ -29,7 +28,7 @@ SpecLoader.add_implicit_resolver(
 
 def load_yaml(text: str) -> Any:
     """Return the data of a YAML document read with ``SpecLoader``."""
-    return yaml.load(text, Loader=SpecLoader)  # noqa: S506 - SpecLoader is a SafeLoader
+    return yaml.load(text, Loader=SpecLoader)
 
 
 class _Section(BaseModel):
@@ -59,9 +58,7 @@ class DataSpec(_Section):
     source: str = Field(description="Parquet/CSV path, directory, glob or URI; builtin:NAME; synthetic:NAME")
     test_source: str | None = Field(None, description="optional fixed test set; then the split is train/valid only")
     label: str = Field("label", description="label column")
-    positive_label: str | int | float | bool | None = Field(
-        None, description="positive class for binary string labels"
-    )
+    positive_label: str | int | float | bool | None = Field(None, description="positive class for binary string labels")
     rows: int | None = Field(None, ge=1, description="rows to generate for synthetic: sources")
     generator_seed: int = Field(0, ge=0, description="seed of synthetic: generators (not of the split)")
     format: Literal["auto", "parquet", "csv"] = "auto"
@@ -224,9 +221,7 @@ def build_spec(raw: dict[str, Any]) -> JobSpec:
         raise ConfigError(describe_validation_error(exc)) from None
 
 
-def load_spec(
-    path: str | Path, overrides: list[str] | None = None, *, engine: str | None = None
-) -> JobSpec:
+def load_spec(path: str | Path, overrides: list[str] | None = None, *, engine: str | None = None) -> JobSpec:
     """Return the validated spec from a YAML file with ``--set`` overrides applied."""
     raw = apply_overrides(read_yaml(path), list(overrides or []))
     if engine is not None:

@@ -62,7 +62,12 @@ def column_codes(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
         column = column.cast(kind.value_type)
         kind = column.type
     valid = ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind) or pa.types.is_decimal(kind):
+    if (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_decimal(kind)
+    ):
         values = np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
         values = np.where(values == 0.0, 0.0, values)  # -0.0 and 0.0 are one value
         codes = values.view(np.uint64).copy()

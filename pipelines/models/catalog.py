@@ -111,8 +111,7 @@ CATALOG: dict[str, ModelInfo] = {
         ModelInfo(
             "logistic_regression",
             "L2-regularised logistic regression",
-            {"C": _C, "max_iter": _MAX_ITER, "tol": _TOL,
-             "fit_intercept": Param(True, "bool", "fit an intercept")},
+            {"C": _C, "max_iter": _MAX_ITER, "tol": _TOL, "fit_intercept": Param(True, "bool", "fit an intercept")},
         ),
         ModelInfo(
             "linear_svm",
@@ -128,64 +127,83 @@ CATALOG: dict[str, ModelInfo] = {
         ModelInfo(
             "decision_tree",
             "CART decision tree (gini)",
-            {"max_depth": Param(10, "int", "maximum depth", low=1, high=30),
-             "min_samples_leaf": Param(1, "int", "minimum rows in a leaf", low=1)},
+            {
+                "max_depth": Param(10, "int", "maximum depth", low=1, high=30),
+                "min_samples_leaf": Param(1, "int", "minimum rows in a leaf", low=1),
+            },
             tree_based=True,
         ),
         ModelInfo(
             "random_forest",
             "random forest of CART trees",
-            {"n_estimators": Param(100, "int", "number of trees", low=1),
-             "max_depth": Param(12, "int", "maximum depth", low=1, high=30),
-             "min_samples_leaf": Param(1, "int", "minimum rows in a leaf", low=1),
-             "max_features": Param("sqrt", "str", "features tried per split",
-                                   choices=("sqrt", "log2", "all"))},
+            {
+                "n_estimators": Param(100, "int", "number of trees", low=1),
+                "max_depth": Param(12, "int", "maximum depth", low=1, high=30),
+                "min_samples_leaf": Param(1, "int", "minimum rows in a leaf", low=1),
+                "max_features": Param("sqrt", "str", "features tried per split", choices=("sqrt", "log2", "all")),
+            },
             tree_based=True,
         ),
         ModelInfo(
             "gbt",
             "gradient-boosted trees (histogram-based where the engine has it)",
-            {"n_estimators": Param(100, "int", "boosting rounds", low=1),
-             "learning_rate": Param(0.1, "float", "shrinkage", low=1e-6, high=1),
-             "max_depth": Param(5, "int", "maximum depth", low=1, high=30),
-             "min_samples_leaf": Param(20, "int", "minimum rows in a leaf", low=1)},
+            {
+                "n_estimators": Param(100, "int", "boosting rounds", low=1),
+                "learning_rate": Param(0.1, "float", "shrinkage", low=1e-6, high=1),
+                "max_depth": Param(5, "int", "maximum depth", low=1, high=30),
+                "min_samples_leaf": Param(20, "int", "minimum rows in a leaf", low=1),
+            },
             tree_based=True,
         ),
         ModelInfo(
             "xgboost",
             "XGBoost (tree_method=hist)",
-            {"n_estimators": Param(200, "int", "boosting rounds", low=1),
-             "learning_rate": Param(0.1, "float", "shrinkage (eta)", low=1e-6, high=1),
-             "max_depth": Param(6, "int", "maximum depth", low=1, high=30),
-             "subsample": Param(1.0, "float", "row subsample per tree", low=1e-3, high=1),
-             "colsample_bytree": Param(1.0, "float", "column subsample per tree", low=1e-3, high=1),
-             "reg_lambda": Param(1.0, "float", "L2 on leaf weights", low=0),
-             "min_child_weight": Param(1.0, "float", "minimum hessian in a child", low=0),
-             "max_bin": Param(256, "int", "histogram bins", low=2)},
+            {
+                "n_estimators": Param(200, "int", "boosting rounds", low=1),
+                "learning_rate": Param(0.1, "float", "shrinkage (eta)", low=1e-6, high=1),
+                "max_depth": Param(6, "int", "maximum depth", low=1, high=30),
+                "subsample": Param(1.0, "float", "row subsample per tree", low=1e-3, high=1),
+                "colsample_bytree": Param(1.0, "float", "column subsample per tree", low=1e-3, high=1),
+                "reg_lambda": Param(1.0, "float", "L2 on leaf weights", low=0),
+                "min_child_weight": Param(1.0, "float", "minimum hessian in a child", low=0),
+                "max_bin": Param(256, "int", "histogram bins", low=2),
+            },
             tree_based=True,
         ),
         ModelInfo(
             "mlp",
             "multilayer perceptron (ReLU, Adam, softmax/logistic output)",
-            {"hidden_layer_sizes": Param([64], "int_list", "units per hidden layer"),
-             "alpha": Param(1e-4, "float", "L2 penalty", low=0),
-             "learning_rate_init": Param(1e-3, "float", "Adam step size", low=1e-8),
-             "max_iter": Param(50, "int", "epochs", low=1),
-             "batch_size": Param(256, "int", "minibatch rows", low=1)},
+            {
+                "hidden_layer_sizes": Param([64], "int_list", "units per hidden layer"),
+                "alpha": Param(1e-4, "float", "L2 penalty", low=0),
+                "learning_rate_init": Param(1e-3, "float", "Adam step size", low=1e-8),
+                "max_iter": Param(50, "int", "epochs", low=1),
+                "batch_size": Param(256, "int", "minibatch rows", low=1),
+            },
         ),
         ModelInfo(
             "rff_svm",
             "random Fourier features (RBF kernel) + linear SVM",
-            {"n_components": Param(500, "int", "random features", low=1),
-             "gamma": _GAMMA, "C": _C, "max_iter": _MAX_ITER, "tol": _TOL},
+            {
+                "n_components": Param(500, "int", "random features", low=1),
+                "gamma": _GAMMA,
+                "C": _C,
+                "max_iter": _MAX_ITER,
+                "tol": _TOL,
+            },
             probabilities="calibrated",
             kernel="rff",
         ),
         ModelInfo(
             "nystroem_svm",
             "Nystroem RBF kernel approximation + linear SVM",
-            {"n_components": Param(300, "int", "landmark rows", low=1),
-             "gamma": _GAMMA, "C": _C, "max_iter": _MAX_ITER, "tol": _TOL},
+            {
+                "n_components": Param(300, "int", "landmark rows", low=1),
+                "gamma": _GAMMA,
+                "C": _C,
+                "max_iter": _MAX_ITER,
+                "tol": _TOL,
+            },
             probabilities="calibrated",
             kernel="nystroem",
         ),
@@ -198,9 +216,7 @@ def get_model(name: str) -> ModelInfo:
     try:
         return CATALOG[name]
     except KeyError:
-        raise ConfigError(
-            f"config error: model.name: unknown model {name!r} (allowed: {', '.join(CATALOG)})"
-        ) from None
+        raise ConfigError(f"config error: model.name: unknown model {name!r} (allowed: {', '.join(CATALOG)})") from None
 
 
 def check_model_spec(model: ModelSpec, engine: str, tuning: TuningSpec) -> None:

@@ -73,8 +73,12 @@ class FeatureMap:
             path = directory / f"feature_map_{name}.npy"
             np.save(path, arr, allow_pickle=False)
             written.append(path)
-        meta = {"kind": self.kind, "gamma": self.gamma, "arrays": sorted(self.arrays),
-                "n_components": self.n_components}
+        meta = {
+            "kind": self.kind,
+            "gamma": self.gamma,
+            "arrays": sorted(self.arrays),
+            "n_components": self.n_components,
+        }
         (directory / "feature_map.json").write_text(json.dumps(meta, indent=2))
         return [directory / "feature_map.json", *written]
 
