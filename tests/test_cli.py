@@ -1,0 +1,96 @@
+"""CLI commands beyond train: data generation, the model catalog, bench, URI sources, help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import REPO, base_spec
+
+pytestmark = pytest.mark.local
+
+
+def test_data_generate_writes_the_rows_and_prints_the_path(tmp_path: Path, cli) -> None:
+    out = tmp_path / "churn.parquet"
+    result = cli("data", "generate", "churn", "--rows", "1234", "--out", out, "--quiet")
+    assert result.code == 0, result.err
+    assert result.last_line == str(out)
+    table = pq.read_table(out)
+    assert table.num_rows == 1234 and "churned" in table.column_names
+
+
+def test_data_generate_refuses_an_unknown_task(tmp_path: Path, cli) -> None:
+    result = cli("data", "generate", "galaxy", "--rows", "10", "--out", tmp_path / "x.parquet")
+    assert result.code == 2 and "higgs" in result.err and not (tmp_path / "x.parquet").exists()
+
+
+def test_models_lists_capabilities_and_engines(cli) -> None:
+    result = cli("models")
+    assert result.code == 0
+    assert "rff_svm: random Fourier features" in result.out
+    assert "local  sklearn LogisticRegression" in result.out
+
+
+def test_bench_prints_the_table_and_writes_bench_json(tmp_path: Path, cli) -> None:
+    result = cli(
+        "bench",
+        REPO / "conf" / "bench.yaml",
+        "--engines",
+        "local",
+        "--rows",
+        "3000",
+        "--repeats",
+        "1",
+        "--out",
+        tmp_path / "bench",
+        "--quiet",
+    )
+    assert result.code == 0, result.err
+    report = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    row = report["results"][0]
+    assert row["engine"] == "local" and row["rows"] == 3000
+    assert (
+        row["pipeline_s"] > 0 and row["raw_s"] > 0 and row["ratio"] == pytest.approx(row["pipeline_s"] / row["raw_s"])
+    )
+    assert 0.6 < row["pipeline_auc"] < 0.8 and 0.6 < row["raw_auc"] < 0.8
+    assert row["pipeline_peak_mb"] > 50 and row["raw_peak_mb"] > 50
+    assert (tmp_path / "bench" / "bench.png").is_file()
+    assert "local" in result.out and "ratio" in result.out
+
+
+@pytest.mark.parametrize("scheme", ["file", "memory"])
+def test_uri_sources(scheme: str, tmp_path: Path) -> None:
+    import fsspec
+
+    from pipelines.data.synthetic import write_dataset
+    from pipelines.progress import Progress
+    from pipelines.run import train
+    from pipelines.spec import build_spec
+
+    local = tmp_path / "moons.parquet"
+    write_dataset("moons", 2000, local)
+    if scheme == "file":
+        uri = local.as_uri()
+    else:
+        uri = "memory://scaleclf-test/moons.parquet"
+        with fsspec.open(uri, "wb") as fh:
+            fh.write(local.read_bytes())
+    raw = base_spec(uri)
+    raw["output"]["dir"] = str(tmp_path / "runs")
+    run_dir = train(build_spec(raw), Progress(quiet=True))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["rows"]["total"] == 2000
+
+
+def test_console_script_help_and_one_line_errors(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("scaleclf")
+    ok = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and "train" in ok.stdout and "federate" in ok.stdout
+    bad = subprocess.run([exe, "train", tmp_path / "missing.yaml"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [f"error: config file {tmp_path / 'missing.yaml'} does not exist"]
