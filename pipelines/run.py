@@ -414,6 +414,8 @@ def score(
     progress: Progress | None = None,
 ) -> tuple[LoadedRun, Predictions, np.ndarray, str]:
     """Return the run, raw predictions, final probabilities and the split scored on ``source_text``."""
+    if split not in ("auto", "all", "train", "valid", "test"):
+        raise ConfigError(f"--split: {split!r} is not allowed (allowed: auto, all, train, valid, test)")
     progress = progress or Progress(quiet=True)
     run = load_run(run_dir)
     engine_spec = run.spec.engine.model_copy(update={"name": engine_name or run.manifest["engine"]})

@@ -21,14 +21,11 @@ def evaluate(
     debug: DebugOption = False,
 ) -> None:
     """Print the metrics (JSON) of the saved model on ``--data``, computed as train computes them."""
-    from pipelines.evaluation.metrics import compute_metrics
-
     from pipelines.errors import ConfigError
+    from pipelines.evaluation.metrics import compute_metrics
     from pipelines.progress import Progress, stdout
     from pipelines.run import score
 
-    if split not in ("auto", "all", "train", "valid", "test"):
-        raise ConfigError(f"--split: {split!r} is not allowed (allowed: auto, all, train, valid, test)")
     run, preds, proba, used = score(run_dir, data, split=split, engine_name=engine, progress=Progress(quiet=quiet))
     if (preds.y < 0).any():
         raise ConfigError(f"--data: {data} has no label column {run.ctx.task.label!r}; use predict instead")

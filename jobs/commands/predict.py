@@ -32,8 +32,6 @@ def predict(
     from pipelines.progress import Progress, stdout
     from pipelines.run import score, write_predictions
 
-    if split not in ("auto", "all", "train", "valid", "test"):
-        raise ConfigError(f"--split: {split!r} is not allowed (allowed: auto, all, train, valid, test)")
     if out.exists() and out.is_dir():
         raise ConfigError(f"--out: {out} is a directory; give a file path such as predictions.parquet")
     run, preds, proba, _ = score(run_dir, data, split=split, engine_name=engine, progress=Progress(quiet=quiet))
