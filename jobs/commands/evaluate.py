@@ -24,7 +24,7 @@ def evaluate(
     from pipelines.errors import ConfigError
     from pipelines.evaluation.metrics import compute_metrics
     from pipelines.progress import Progress, stdout
-    from pipelines.run import score
+    from pipelines.scoring import score
 
     run, preds, proba, used = score(run_dir, data, split=split, engine_name=engine, progress=Progress(quiet=quiet))
     if (preds.y < 0).any():

@@ -30,7 +30,8 @@ def predict(
     """Write predictions (row_key, label, proba_<class>, prediction) to a Parquet file."""
     from pipelines.errors import ConfigError
     from pipelines.progress import Progress, stdout
-    from pipelines.run import score, write_predictions
+    from pipelines.run import write_predictions
+    from pipelines.scoring import score
 
     if out.exists() and out.is_dir():
         raise ConfigError(f"--out: {out} is a directory; give a file path such as predictions.parquet")
