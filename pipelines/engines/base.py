@@ -76,6 +76,10 @@ class Engine(ABC):
     def on_shutdown(self) -> None:  # noqa: B027 - optional hook
         """Release what ``on_start`` acquired."""
 
+    def preload(self, model: str) -> None:  # noqa: B027 - optional hook
+        """Import the libraries fitting ``model`` needs (bench calls this before its timer starts,
+        as the raw baselines import theirs at module level)."""
+
     def describe(self) -> dict[str, Any]:
         """Return facts about the runtime worth recording (address, workers, versions)."""
         return {"engine": self.name}

@@ -181,6 +181,15 @@ class LocalEngine(Engine):
         """Return the threads estimators may use: ``engine.workers`` or every core."""
         return self.spec.workers or os.cpu_count() or 1
 
+    def preload(self, model: str) -> None:
+        """Import scikit-learn's or xgboost's estimator module, skops and Parquet writing."""
+        import pyarrow.parquet  # noqa: F401
+        import skops.io  # noqa: F401
+
+        from pipelines.models.catalog import get_model
+
+        build_estimator(model, get_model(model).resolve_params({}), 0, 1)
+
     def describe(self) -> dict[str, Any]:
         """Return the engine name and thread count."""
         return {"engine": self.name, "threads": self.n_jobs}
