@@ -160,6 +160,8 @@ class NumericStats:
         """
         rows = np.bincount(groups, minlength=n_groups)
         finite = np.isfinite(values)
+        count: np.ndarray
+        missing: np.ndarray
         if finite.all():  # the common case, half the passes
             count, missing, clean = rows.astype(np.float64), np.zeros(n_groups), values
         else:
