@@ -161,6 +161,7 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
                 ctx.task.n_classes,
                 calibration=spec.model.calibration,
                 threshold=spec.evaluation.threshold,
+                class_weights=ctx.class_weights,
             )
             p_valid = post.probabilities(valid.values, ctx.output)
             p_test = post.probabilities(test.values, ctx.output)
@@ -214,7 +215,9 @@ def _tune(spec: JobSpec, engine: Engine, prepared: Prepared, ctx: FitContext, pr
 
     def score(model: EngineModel, trial_ctx: FitContext) -> dict[str, Any]:
         valid = _predict(engine, model, prepared.data, trial_ctx, "valid")
-        post = fit_platt_only(valid.y, valid.values, trial_ctx.output, trial_ctx.task.n_classes)
+        post = fit_platt_only(
+            valid.y, valid.values, trial_ctx.output, trial_ctx.task.n_classes, trial_ctx.class_weights
+        )
         return _round(compute_metrics(valid.y, post.probabilities(valid.values, trial_ctx.output)))
 
     def report(trial: Any) -> None:

@@ -56,6 +56,17 @@ def test_fit_platt_matches_sklearn_sigmoid(seed: int) -> None:
     np.testing.assert_allclose(apply_platt(scores, a, b), apply_platt(scores, want_a, want_b), atol=1e-4)
 
 
+def test_weighted_platt_matches_sklearn() -> None:
+    rng = np.random.default_rng(5)
+    y01 = (rng.random(800) < 0.1).astype(int)
+    scores = rng.normal(0, 1, 800) + 2.0 * y01
+    weights = np.where(y01 == 1, 5.0, 0.55)
+    a, b = fit_platt(scores, y01, weights)
+    want_a, want_b = skcal._sigmoid_calibration(scores, y01, sample_weight=weights)
+    np.testing.assert_allclose(apply_platt(scores, a, b), apply_platt(scores, want_a, want_b), atol=1e-4)
+    assert apply_platt(scores, a, b).mean() > apply_platt(scores, *fit_platt(scores, y01)).mean() + 0.1
+
+
 def test_platt_on_separable_data_stays_finite() -> None:
     scores = np.array([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0])
     a, b = fit_platt(scores, np.array([0, 0, 0, 1, 1, 1]))

@@ -11,11 +11,12 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from pipelines.models.catalog import CATALOG
 from pipelines.progress import Progress
 from pipelines.run import train
 from pipelines.spec import build_spec
 from tests.conftest import REPO, base_spec
-from tests.scenarios import SCENARIOS, Scenario
+from tests.scenarios import FAST, SCENARIOS, Scenario
 
 pytestmark = pytest.mark.local
 
@@ -272,3 +273,20 @@ def test_mlflow_logs_params_metrics_and_artifacts(tmp_path: Path, monkeypatch) -
     assert logged.data.params["model.name"] == "logistic_regression"
     names = {a.path for a in mlflow.MlflowClient().list_artifacts(logged.info.run_id)}
     assert {"metrics.json", "report.html", "model"} <= names
+
+
+@pytest.mark.parametrize("model", sorted(CATALOG))
+def test_balanced_class_weight_works_for_every_model(model: str, tmp_path: Path) -> None:
+    spec = base_spec("synthetic:imbalanced", model=model, rows=6000)
+    spec["model"]["params"] = dict(FAST.get(model, {}))
+    plain_dir, plain = _train(spec, tmp_path)
+    spec["model"]["class_weight"] = "balanced"
+    weighted_dir, weighted = _train(spec, tmp_path)
+    manifest = json.loads((weighted_dir / "model" / "manifest.json").read_text())
+    counts = np.asarray(manifest["task"]["class_counts"], dtype=float)
+    np.testing.assert_allclose(manifest["class_weights"], counts.sum() / (2 * counts))
+    p_plain = pq.read_table(plain_dir / "predictions.parquet").column("proba_1").to_numpy()
+    p_weighted = pq.read_table(weighted_dir / "predictions.parquet").column("proba_1").to_numpy()
+    # Up-weighting the rare positives must move probability mass towards them.
+    assert p_weighted.mean() > p_plain.mean()
+    assert weighted["test"]["recall"] >= plain["test"]["recall"]

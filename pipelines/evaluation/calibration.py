@@ -25,11 +25,12 @@ METHODS = ("sigmoid", "isotonic")
 _PLATT_MAX_ABS_SCORE = 30.0
 
 
-def fit_platt(scores: np.ndarray, y01: np.ndarray) -> tuple[float, float]:
+def fit_platt(scores: np.ndarray, y01: np.ndarray, sample_weight: np.ndarray | None = None) -> tuple[float, float]:
     """Return Platt's ``(a, b)`` so that ``P(y = 1 | s) = 1 / (1 + exp(a * s + b))``.
 
     Targets are Platt's smoothed labels ``(N+ + 1) / (N+ + 2)`` and ``1 / (N- + 2)``, which keep the
-    fit finite on separable data; this follows scikit-learn's ``_sigmoid_calibration``.
+    fit finite on separable data; ``sample_weight`` weights each row's loss. Both follow
+    scikit-learn's ``_sigmoid_calibration``.
     """
     scores = np.asarray(scores, dtype=np.float64)
     y01 = np.asarray(y01)
@@ -44,12 +45,13 @@ def fit_platt(scores: np.ndarray, y01: np.ndarray) -> tuple[float, float]:
     biggest = float(np.max(np.abs(scores)))
     scale = biggest if biggest >= _PLATT_MAX_ABS_SCORE else 1.0
     f = scores / scale
+    w = np.ones(len(f)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
 
     def loss_and_gradient(ab: np.ndarray) -> tuple[float, np.ndarray]:
         # z = a*f + b and P(y=1) = expit(-z): cross-entropy is logaddexp(0, z) - (1 - t) z.
         z = ab[0] * f + ab[1]
-        loss = float(np.sum(np.logaddexp(0.0, z) - (1.0 - target) * z))
-        residual = target - expit(-z)
+        loss = float(np.sum(w * (np.logaddexp(0.0, z) - (1.0 - target) * z)))
+        residual = w * (target - expit(-z))
         return loss, np.array([residual @ f, residual.sum()])
 
     start = np.array([0.0, np.log((n_neg + 1.0) / (n_pos + 1.0))])

@@ -74,23 +74,38 @@ class Postprocess:
         )
 
 
-def fit_platt_only(y: np.ndarray, values: np.ndarray, output: str, n_classes: int) -> Postprocess:
-    """Return a Postprocess with only the Platt step (used to score tuning trials)."""
+def fit_platt_only(
+    y: np.ndarray, values: np.ndarray, output: str, n_classes: int, class_weights: np.ndarray | None = None
+) -> Postprocess:
+    """Return a Postprocess with only the Platt step (used to score tuning trials).
+
+    Platt scaling is part of an SVM's probability output, so it is weighted like the SVM
+    was (``model.class_weight``); otherwise it would undo the weighting on valid.
+    """
     post = Postprocess(n_classes=n_classes)
     if output == "scores":
         scores = scores_to_columns(values, n_classes)
-        if n_classes == 2:
-            post.platt = [fit_platt(scores[:, 0], (y == 1).astype(np.float64))]
-        else:
-            post.platt = [fit_platt(scores[:, j], (y == j).astype(np.float64)) for j in range(n_classes)]
+        weights = class_weights[y] if class_weights is not None else None
+        columns = [1] if n_classes == 2 else range(n_classes)
+        post.platt = [fit_platt(scores[:, i], (y == c).astype(np.float64), weights) for i, c in enumerate(columns)]
     return post
 
 
 def fit_postprocess(
-    y: np.ndarray, values: np.ndarray, output: str, n_classes: int, *, calibration: str, threshold: Any
+    y: np.ndarray,
+    values: np.ndarray,
+    output: str,
+    n_classes: int,
+    *,
+    calibration: str,
+    threshold: Any,
+    class_weights: np.ndarray | None = None,
 ) -> Postprocess:
-    """Return the post-processing fitted on validation labels ``y`` and raw engine ``values``."""
-    post = fit_platt_only(y, values, output, n_classes)
+    """Return the post-processing fitted on validation labels ``y`` and raw engine ``values``.
+
+    ``model.calibration`` is fitted unweighted: asked for, it maps to observed frequencies.
+    """
+    post = fit_platt_only(y, values, output, n_classes, class_weights)
     if calibration != "none":
         post.calibrator = fit_calibrator(calibration, y, post.raw_probabilities(values, output))
     if n_classes == 2:
