@@ -39,13 +39,13 @@ def fit_platt(scores: np.ndarray, y01: np.ndarray, sample_weight: np.ndarray | N
     if not np.all(np.isfinite(scores)):
         raise DataError("Platt scaling: scores contain NaN or infinite values")
     positive = y01 > 0
-    n_pos = float(np.sum(positive))
-    n_neg = float(len(y01)) - n_pos
+    w = np.ones(len(scores)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    n_pos = float(np.sum(w[positive]))  # Platt's priors count weighted rows
+    n_neg = float(np.sum(w[~positive]))
     target = np.where(positive, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
     biggest = float(np.max(np.abs(scores)))
     scale = biggest if biggest >= _PLATT_MAX_ABS_SCORE else 1.0
     f = scores / scale
-    w = np.ones(len(f)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
 
     def loss_and_gradient(ab: np.ndarray) -> tuple[float, np.ndarray]:
         # z = a*f + b and P(y=1) = expit(-z): cross-entropy is logaddexp(0, z) - (1 - t) z.
