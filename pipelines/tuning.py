@@ -93,6 +93,9 @@ def run_tuning(
     on_trial: Callable[[Trial], None] | None = None,
 ) -> tuple[EngineModel, FitContext, list[Trial]]:
     """Return the best model, its context and every trial; ``score`` gives valid metrics."""
+    scheduled = engine.tune(data, ctx, tuning, score, on_trial)
+    if scheduled is not None:
+        return scheduled
     trials = []
     best: tuple[EngineModel, FitContext, float | None] | None = None
     for number, searched in enumerate(make_trials(tuning, ctx.seed)):

@@ -13,7 +13,7 @@ shared Platt scaling (``ModelInfo.probabilities == "calibrated"``), decision sco
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -79,6 +79,23 @@ class Engine(ABC):
     def preload(self, model: str) -> None:  # noqa: B027 - optional hook
         """Import the libraries fitting ``model`` needs (bench calls this before its timer starts,
         as the raw baselines import theirs at module level)."""
+
+    def tune(
+        self,
+        data: Any,
+        ctx: FitContext,
+        tuning: Any,
+        score: Callable[[EngineModel, FitContext], dict[str, Any]],
+        on_trial: Callable[[Any], None] | None = None,
+    ) -> tuple[EngineModel, FitContext, list[Any]] | None:
+        """Return (best model, its context, trials) when the engine schedules the trials itself.
+
+        The default, None, makes ``pipelines.tuning.run_tuning`` fit the trials one after
+        another with ``fit``; an engine with its own scheduler (Ray Tune) overrides this and
+        must try the same parameter sets (``pipelines.tuning.make_trials``) and score each
+        with ``score``, so every engine is judged alike.
+        """
+        return None
 
     def describe(self) -> dict[str, Any]:
         """Return facts about the runtime worth recording (address, workers, versions)."""
