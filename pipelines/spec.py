@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -136,6 +136,62 @@ class OutputSpec(_Section):
     mlflow_experiment: str = "scaleclf"
 
 
+class PartitionSpec(_Section):
+    """How the non-test rows are divided among the federated clients."""
+
+    scheme: Literal["iid", "dirichlet", "pathological", "quantity", "natural"] = "iid"
+    alpha: float = Field(0.5, gt=0, description="dirichlet: label concentration; quantity: size concentration")
+    labels_per_client: int = Field(2, ge=1, description="pathological: classes each client holds")
+    column: str | None = Field(None, description="natural: the column whose values name the clients")
+    min_rows: int = Field(10, ge=0, description="dirichlet: smallest partition accepted (flwr-datasets resamples)")
+
+
+class SimulationSpec(_Section):
+    """How the local Flower simulation is sized on this machine."""
+
+    cpus: int | None = Field(None, ge=1, description="CPUs given to the simulation's own Ray; default: every core")
+    cpus_per_client: float = Field(1.0, gt=0, description="CPUs per ClientApp; cpus / cpus_per_client run at once")
+    object_store_mb: int = Field(256, ge=80, description="Ray object store of the simulation (MiB)")
+
+
+class FederatedSpec(_Section):
+    """Settings of ``scaleclf federate``: clients, rounds, strategy, partitioning and local training."""
+
+    clients: int = Field(10, ge=2, description="number of simulated clients")
+    rounds: int = Field(10, ge=1, description="federated rounds")
+    strategy: Literal[
+        "fedavg", "fedprox", "fedadam", "fedavgm", "fedtrimmedavg", "krum", "fedxgb_bagging", "fedxgb_cyclic"
+    ] = "fedavg"
+    fraction_train: float = Field(1.0, gt=0, le=1, description="share of clients sampled for training each round")
+    fraction_evaluate: float = Field(1.0, ge=0, le=1, description="share of clients sampled for federated evaluation")
+    min_train_clients: int = Field(2, ge=1)
+    min_evaluate_clients: int = Field(2, ge=0)
+    local_epochs: int = Field(1, ge=1, description="passes over the local train rows per round (xgboost: trees)")
+    batch_size: int = Field(32, ge=1, description="local minibatch rows")
+    learning_rate: float = Field(0.01, gt=0, description="local Adam step size")
+    proximal_mu: float = Field(0.01, ge=0, description="fedprox: weight of the proximal term")
+    server_learning_rate: float = Field(1.0, gt=0, description="fedavgm: server step; fedadam: eta")
+    server_momentum: float = Field(0.9, ge=0, lt=1, description="fedavgm: server momentum")
+    trim_beta: float = Field(0.2, ge=0, lt=0.5, description="fedtrimmedavg: share trimmed at each end")
+    malicious_clients: int = Field(0, ge=0, description="krum: clients assumed malicious")
+    partition: PartitionSpec = Field(default_factory=PartitionSpec)
+    simulation: SimulationSpec = Field(default_factory=SimulationSpec)
+    centralized_baseline: bool = Field(False, description="also train the model on the pooled rows and report the gap")
+    fail_clients: list[int] = Field(
+        default_factory=list, description="testing: client ids whose ClientApp raises in fail_rounds"
+    )
+    fail_rounds: list[int] = Field(default_factory=list, description="testing: rounds in which fail_clients raise")
+
+    @model_validator(mode="after")
+    def _clients_fit(self) -> FederatedSpec:
+        if self.min_train_clients > self.clients:
+            raise ValueError(f"min_train_clients ({self.min_train_clients}) exceeds clients ({self.clients})")
+        bad = [c for c in self.fail_clients if not 0 <= c < self.clients]
+        if bad:
+            raise ValueError(f"fail_clients: client {bad[0]} does not exist (0..{self.clients - 1})")
+        return self
+
+
 class JobSpec(_Section):
     """A whole job: data, model, engine, tuning, evaluation and output."""
 
@@ -147,7 +203,7 @@ class JobSpec(_Section):
     tuning: TuningSpec = Field(default_factory=TuningSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
-    federated: dict[str, Any] | None = Field(None, description="settings of scaleclf federate")
+    federated: FederatedSpec | None = Field(None, description="settings of scaleclf federate")
 
     @model_validator(mode="after")
     def _model_and_engine_fit(self) -> JobSpec:
@@ -250,6 +306,9 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
         if field is None:
             return []
         annotation = field.annotation
+        if not isinstance(annotation, type):  # an optional section, ``Section | None``
+            sections = [a for a in get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+            annotation = sections[0] if len(sections) == 1 else annotation
         model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
     return list(model.model_fields) if model is not None else []
 
