@@ -69,7 +69,9 @@ class NetSpec:
 def net_spec(model: str, params: dict[str, Any], n_features: int, n_classes: int, n_train: int) -> NetSpec:
     """Return the network for a catalog model and the global number of train rows."""
     if model == "mlp":
-        return NetSpec(n_features, tuple(params["hidden_layer_sizes"]), n_classes, "logistic", params["alpha"] / n_train)
+        return NetSpec(
+            n_features, tuple(params["hidden_layer_sizes"]), n_classes, "logistic", params["alpha"] / n_train
+        )
     loss = "squared_hinge" if model == "linear_svm" else "logistic"
     return NetSpec(n_features, (), n_classes, loss, 1.0 / (params["C"] * n_train))
 

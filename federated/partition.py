@@ -162,5 +162,3 @@ def write_statistics(path: Path, federation: Federation, spec: FederatedSpec) ->
     stats = {"scheme": spec.partition.model_dump(mode="json"), **federation.statistics()}
     path.write_text(json.dumps(stats, indent=2) + "\n")
     return stats
-
-

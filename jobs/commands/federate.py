@@ -18,8 +18,15 @@ def federate(
     debug: DebugOption = False,
 ) -> None:
     """Run a federated simulation and print the run directory as the last line."""
-    from pipelines.errors import ConfigError
+    from federated.simulation import federate as run_federated
+    from jobs.commands.train import _summary
+    from pipelines.progress import Progress, stdout
+    from pipelines.spec import load_spec
 
-    raise ConfigError(
-        "federate: federated training is not available in this build yet (see the README's support matrix)"
-    )
+    overrides = list(set_ or []) + ([f"output.dir={out}"] if out is not None else [])
+    spec = load_spec(config, overrides)
+    progress = Progress(quiet=quiet)
+    run_dir = run_federated(spec, progress)
+    if not quiet:
+        _summary(progress, run_dir)
+    stdout(str(run_dir))

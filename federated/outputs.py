@@ -1,0 +1,268 @@
+"""The run directory of a federated run: the centralized layout plus history, partitions and report pages."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from pipelines.artifacts import write_json
+from pipelines.data.split import TEST, VALID
+from pipelines.engines.local import LocalData, LocalEngine
+from pipelines.evaluation.metrics import compute_metrics
+from pipelines.models.postprocess import fit_postprocess
+from pipelines.progress import Progress
+from pipelines.run import Predictions, _class_counts, _round, _rows, _save_model, write_predictions
+
+if TYPE_CHECKING:
+    from federated.server_app import History
+    from federated.simulation import FederatedJob
+
+
+def _evaluate(job: FederatedJob, valid: Predictions, test: Predictions) -> tuple[Any, np.ndarray, dict[str, Any]]:
+    """Return (postprocess, test probabilities, {test, valid} metrics) with the shared evaluation."""
+    spec, ctx = job.spec, job.ctx
+    post = fit_postprocess(
+        valid.y,
+        valid.values,
+        ctx.output,
+        ctx.task.n_classes,
+        calibration=spec.model.calibration,
+        threshold=spec.evaluation.threshold,
+        class_weights=ctx.class_weights,
+    )
+    p_valid = post.probabilities(valid.values, ctx.output)
+    p_test = post.probabilities(test.values, ctx.output)
+    bins = spec.evaluation.ece_bins
+    t = post.decision_threshold
+    return (
+        post,
+        p_test,
+        {
+            "test": _round(compute_metrics(test.y, p_test, threshold=t, ece_bins=bins)),
+            "valid": _round(compute_metrics(valid.y, p_valid, threshold=t, ece_bins=bins)),
+        },
+    )
+
+
+def centralized_baseline(job: FederatedJob) -> dict[str, Any]:
+    """Return the test/valid metrics of the same model trained by the local engine on the pooled rows."""
+    from federated.simulation import split_predictions
+
+    table = pa.concat_tables([*(c.table for c in job.federation.clients), job.federation.test])
+    engine = LocalEngine(job.spec.engine, job.spec.seed)
+    model = engine.fit(LocalData(table), job.ctx)
+    _, _, metrics = _evaluate(job, split_predictions(job, model, VALID), split_predictions(job, model, TEST))
+    return metrics
+
+
+def write_outputs(job: FederatedJob, arrays: Any, history: History, tmp: Path, progress: Progress) -> dict[str, Any]:
+    """Write metrics.json, predictions, model/, history.json, partitions.json and the report into ``tmp``."""
+    from federated.partition import write_statistics
+    from federated.simulation import final_model, split_predictions, utc_now
+
+    spec, ctx, fed = job.spec, job.ctx, job.fed
+    with progress.stage("predict_s", "predicted the valid and test splits with the global model"):
+        model = final_model(job, arrays)
+        valid = split_predictions(job, model, VALID)
+        test = split_predictions(job, model, TEST)
+    with progress.stage("evaluate_s", "evaluated"):
+        post, p_test, split_metrics = _evaluate(job, valid, test)
+        rounds = history.to_list()
+        last = rounds[-1] if rounds else {}
+        federated: dict[str, Any] = {
+            "strategy": fed.strategy,
+            "clients": fed.clients,
+            "rounds": fed.rounds,
+            "partition": fed.partition.model_dump(mode="json"),
+            "final_federated_evaluation": last.get("federated_evaluation", {}),
+            "bytes_sent": sum(r["bytes_sent"] for r in rounds),
+            "bytes_received": sum(r["bytes_received"] for r in rounds),
+            "failed_client_replies": sum(r["failed_train"] + r["failed_evaluate"] for r in rounds),
+        }
+        if fed.centralized_baseline:
+            baseline = centralized_baseline(job)
+            federated["centralized_baseline"] = baseline
+            federated["gap"] = {
+                k: _gap(split_metrics["test"].get(k), baseline["test"].get(k)) for k in ("auc", "accuracy", "log_loss")
+            }
+        metrics: dict[str, Any] = {
+            "engine": "federated",
+            "model": job.info.name,
+            "task": ctx.task.kind,
+            "dataset": spec.data.source,
+            "classes": [str(c) for c in ctx.task.classes],
+            "rows": _rows(job.federation.profile),
+            "class_counts": _class_counts(job.federation.profile),
+            **split_metrics,
+            "threshold": post.threshold.to_dict() if post.threshold else None,
+            "calibration": spec.model.calibration,
+            "params": ctx.params,
+            "dropped_columns": list(ctx.preprocessor.dropped),
+            "engine_info": {"engine": "federated", "flower": _flwr_version(), "simulation": "in-process Ray"},
+            "federated": federated,
+            "created": utc_now(),
+        }
+    with progress.stage("write_s", "wrote the model, predictions, history and partitions"):
+        (tmp / "spec.yaml").write_text(spec.to_yaml())
+        # The global model is saved in the local engine's format so predict/evaluate reload it.
+        _save_model(tmp / "model", model, ctx, post, job.plan, spec, "local")
+        write_predictions(tmp / "predictions.parquet", test, p_test, ctx.task, post.decision_threshold)
+        write_json(tmp / "history.json", {"strategy": fed.strategy, "clients": fed.clients, "rounds": rounds})
+        stats = write_statistics(tmp / "partitions.json", job.federation, fed)
+    if spec.output.report:
+        metrics["timing"] = _timing(progress, job)
+        with progress.stage("report_s", "wrote the report"):
+            _write_report(tmp, job, metrics, test.y, p_test, rounds, stats)
+    metrics["timing"] = _timing(progress, job)
+    write_json(tmp / "metrics.json", metrics)
+    return metrics
+
+
+def _gap(fed: float | None, central: float | None) -> float | None:
+    return None if fed is None or central is None else round(fed - central, 6)
+
+
+def _timing(progress: Progress, job: FederatedJob) -> dict[str, float]:
+    import time
+
+    return {
+        **{k: round(v, 4) for k, v in progress.timings.items()},
+        "total_s": round(time.perf_counter() - job.started, 4),
+    }
+
+
+def _flwr_version() -> str:
+    from importlib.metadata import version
+
+    return version("flwr")
+
+
+def _png(fig: Any, path: Path) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    return "<img alt='{0}' style='max-width:720px' src='data:image/png;base64,{1}'>".format(
+        html.escape(path.stem), base64.b64encode(path.read_bytes()).decode("ascii")
+    )
+
+
+def learning_curve_html(rounds: list[dict[str, Any]], plots: Path) -> str:
+    """Return the learning-curve page: test metrics and federated validation per round."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.6))
+    left, right = fig.subplots(1, 2)
+    xs = [r["round"] for r in rounds]
+    for key in ("auc", "accuracy"):
+        ys = [r["centralized_evaluation"].get(key) for r in rounds]
+        if any(y is not None for y in ys):
+            left.plot(xs, [np.nan if y is None else y for y in ys], marker="o", label=f"test {key}")
+    fed_acc = [(r["round"], r["federated_evaluation"].get("accuracy")) for r in rounds if r["federated_evaluation"]]
+    if fed_acc:
+        left.plot(*zip(*fed_acc, strict=True), marker="s", linestyle="--", label="client valid accuracy")
+    left.set(xlabel="round", title="Global model by round")
+    left.legend(fontsize=8)
+    for key, label in (("train_metrics", "client train loss"), ("federated_evaluation", "client valid loss")):
+        pts = [(r["round"], r[key].get("loss", r[key].get("train-loss"))) for r in rounds if r[key]]
+        pts = [p for p in pts if p[1] is not None]
+        if pts:
+            right.plot(*zip(*pts, strict=True), marker="o", label=label)
+    test_loss = [(r["round"], r["centralized_evaluation"].get("log_loss")) for r in rounds]
+    if any(v is not None for _, v in test_loss):
+        right.plot(*zip(*[p for p in test_loss if p[1] is not None], strict=True), marker="^", label="test log loss")
+    right.set(xlabel="round", title="Loss")
+    right.legend(fontsize=8)
+    image = _png(fig, plots / "learning_curve.png")
+    header = "<tr><th>round</th><th>clients</th><th>failed</th><th>test auc</th><th>valid acc</th>"
+    header += "<th>sent MB</th><th>received MB</th><th>s</th></tr>"
+    body = "".join(
+        f"<tr><td>{r['round']}</td><td>{len(r['train_clients'])}</td><td>{r['failed_train']}</td>"
+        f"<td>{_f(r['centralized_evaluation'].get('auc'))}</td><td>{_f(r['federated_evaluation'].get('accuracy'))}</td>"
+        f"<td>{r['bytes_sent'] / 1e6:.3f}</td><td>{r['bytes_received'] / 1e6:.3f}</td><td>{r['duration_s']:.2f}</td></tr>"
+        for r in rounds
+    )
+    return f"{image}<table>{header}{body}</table>"
+
+
+def partitions_html(stats: dict[str, Any], plots: Path) -> str:
+    """Return the partition page: label histogram per client and a size table."""
+    from matplotlib.figure import Figure
+
+    clients = stats["clients"]
+    classes = stats["classes"]
+    fig = Figure(figsize=(9, 3.2))
+    ax = fig.subplots()
+    bottom = np.zeros(len(clients))
+    for cls in classes:
+        counts = np.array([c["labels"].get(cls, 0) for c in clients], dtype=float)
+        ax.bar([c["client"] for c in clients], counts, bottom=bottom, label=str(cls)[:20])
+        bottom += counts
+    ax.set(xlabel="client", ylabel="train rows", title=f"Partition ({stats['scheme']['scheme']}): labels per client")
+    if len(classes) <= 10:
+        ax.legend(fontsize=8)
+    image = _png(fig, plots / "partitions.png")
+    shown = clients[:50]
+    header = "<tr><th>client</th><th>train</th><th>valid</th>" + "".join(
+        f"<th>{html.escape(c)}</th>" for c in classes[:10]
+    )
+    body = "".join(
+        f"<tr><td>{c['client']}</td><td>{c['train_rows']}</td><td>{c['valid_rows']}</td>"
+        + "".join(f"<td>{c['labels'].get(k, 0)}</td>" for k in classes[:10])
+        + "</tr>"
+        for c in shown
+    )
+    more = f"<p>{len(clients) - len(shown)} more clients in partitions.json</p>" if len(clients) > len(shown) else ""
+    return f"{image}<table>{header}</tr>{body}</table>{more}"
+
+
+def _f(v: Any) -> str:
+    return "—" if v is None else f"{v:.4f}"
+
+
+def _write_report(
+    tmp: Path,
+    job: FederatedJob,
+    metrics: dict[str, Any],
+    y: np.ndarray,
+    proba: np.ndarray,
+    rounds: list[dict[str, Any]],
+    stats: dict[str, Any],
+) -> None:
+    from pipelines.evaluation.report import ReportSection, write_report
+
+    fed = metrics["federated"]
+    sections = [
+        ReportSection(
+            f"Federated learning curve ({fed['strategy']}, {fed['clients']} clients)",
+            learning_curve_html(rounds, tmp / "plots"),
+        ),
+        ReportSection("Partition statistics", partitions_html(stats, tmp / "plots")),
+    ]
+    if "centralized_baseline" in fed:
+        base = fed["centralized_baseline"]["test"]
+        rows = "".join(
+            f"<tr><td>{k}</td><td>{_f(metrics['test'].get(k))}</td><td>{_f(base.get(k))}</td><td>{_f(fed['gap'].get(k))}</td></tr>"
+            for k in ("auc", "accuracy", "log_loss")
+        )
+        sections.append(
+            ReportSection(
+                "Federated vs centralized (pooled rows, local engine)",
+                f"<table><tr><th>test metric</th><th>federated</th><th>centralized</th><th>gap</th></tr>{rows}</table>",
+            )
+        )
+    write_report(
+        tmp,
+        metrics=metrics,
+        spec_yaml=job.spec.to_yaml(),
+        y=y,
+        proba=proba,
+        classes=[str(c) for c in job.ctx.task.classes],
+        sections=sections,
+    )
