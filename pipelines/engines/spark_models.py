@@ -1,0 +1,250 @@
+"""The Spark side of the catalog: the shared features as a pyspark.ml stage, and the MLlib estimators.
+
+``SharedFeatures`` is a pyspark.ml Transformer that applies the driver-fitted ``Preprocessor``
+(and kernel ``FeatureMap``) in Arrow batches with ``mapInArrow``, so Spark sees exactly the
+feature matrix the local engine sees. It saves and reloads inside a ``PipelineModel`` with
+the fitted classifier, which makes ``model/spark_model`` self-contained.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pyspark import keyword_only
+from pyspark.ml import Transformer
+from pyspark.ml.functions import array_to_vector
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.sql import DataFrame
+from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
+
+from pipelines.data.schema import Task
+from pipelines.engines.base import FitContext
+from pipelines.errors import ConfigError
+from pipelines.models.kernels import FeatureMap
+from pipelines.models.preprocess import Preprocessor
+
+LABEL_COL = "__y"  # class index (int, -1 when the label is unknown)
+WEIGHT_COL = "__w"  # class weight of the row (1.0 when unweighted)
+FEATURES_COL = "features"
+
+
+def _encode_array(arr: np.ndarray) -> str:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _decode_array(text: str) -> np.ndarray:
+    return np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False)
+
+
+def feature_state(ctx: FitContext, label: str) -> str:
+    """Return the JSON that ``SharedFeatures`` needs: preprocessing, feature map, task, weights."""
+    fmap = ctx.feature_map
+    return json.dumps(
+        {
+            "label": label,
+            "preprocess": ctx.preprocessor.to_dict(),
+            "task": ctx.task.to_dict(),
+            "class_weights": ctx.class_weights.tolist() if ctx.class_weights is not None else None,
+            "feature_map": None
+            if fmap is None
+            else {
+                "kind": fmap.kind,
+                "gamma": fmap.gamma,
+                "arrays": {k: _encode_array(v) for k, v in fmap.arrays.items()},
+            },
+        }
+    )
+
+
+def _feature_batches(state: dict[str, Any], keep: list[str]) -> Any:
+    """Return the mapInArrow function that turns source batches into feature batches."""
+    prep = Preprocessor.from_dict(state["preprocess"])
+    task = Task.from_dict(state["task"])
+    weights = np.asarray(state["class_weights"]) if state["class_weights"] is not None else None
+    fm = state["feature_map"]
+    fmap = None
+    if fm is not None:
+        fmap = FeatureMap(fm["kind"], float(fm["gamma"]), {k: _decode_array(v) for k, v in fm["arrays"].items()})
+    label = state["label"]
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            x = prep.transform(batch)
+            if fmap is not None:
+                x = fmap.transform(x)
+            n, d = x.shape
+            if label in batch.schema.names:
+                y = task.encode(batch.column(label))
+            else:
+                y = np.full(n, -1, dtype=np.int32)
+            w = weights[np.maximum(y, 0)] if weights is not None else np.ones(n)
+            offsets = pa.array(np.arange(0, n * d + 1, d, dtype=np.int32) if n else np.zeros(1, np.int32))
+            features = pa.ListArray.from_arrays(offsets, pa.array(x.ravel(), pa.float64()))
+            arrays = [batch.column(c) for c in keep] + [pa.array(y, pa.int32()), pa.array(w), features]
+            yield pa.RecordBatch.from_arrays(arrays, names=[*keep, LABEL_COL, WEIGHT_COL, FEATURES_COL])
+
+    return run
+
+
+class SharedFeatures(Transformer, DefaultParamsReadable["SharedFeatures"], DefaultParamsWritable):
+    """Appends ``features`` (vector), ``__y`` and ``__w``; drops the source feature columns."""
+
+    state: Param[str] = Param(
+        Params._dummy(), "state", "JSON of the fitted preprocessing, feature map, task", TypeConverters.toString
+    )
+
+    @keyword_only
+    def __init__(self, *, state: str = "{}") -> None:
+        super().__init__()
+        self._setDefault(state="{}")
+        self._set(**self._input_kwargs)
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        state = json.loads(self.getOrDefault(self.state))
+        prep = state["preprocess"]
+        consumed = {f["name"] for f in prep["numeric"]} | {c["name"] for c in prep["categorical"]}
+        consumed |= set(prep["dropped"]) | {state["label"]}
+        keep = [c for c in dataset.columns if c not in consumed]
+        schema = StructType(
+            [dataset.schema[c] for c in keep]
+            + [
+                StructField(LABEL_COL, IntegerType(), False),
+                StructField(WEIGHT_COL, DoubleType(), False),
+                StructField(FEATURES_COL, ArrayType(DoubleType(), False), False),
+            ]
+        )
+        out = dataset.mapInArrow(_feature_batches(state, keep), schema)
+        return out.withColumn(FEATURES_COL, array_to_vector(FEATURES_COL))
+
+
+def build_estimator(ctx: FitContext, n_train: float, workers: int) -> Any:
+    """Return the unfitted pyspark.ml estimator for the catalog model in ``ctx``.
+
+    ``n_train`` is the (weighted) number of train rows: MLlib averages the loss over rows,
+    scikit-learn sums it, so ``regParam = 1 / (C * n)`` gives the same optimum.
+    """
+    from pyspark.ml import classification as mc
+
+    name, p, seed = ctx.model.name, ctx.params, ctx.seed
+    k = ctx.task.n_classes
+    weighted = {"weightCol": WEIGHT_COL} if ctx.class_weights is not None else {}
+    common = {"featuresCol": FEATURES_COL, "labelCol": LABEL_COL, **weighted}
+    if name == "logistic_regression":
+        return mc.LogisticRegression(
+            regParam=1.0 / (p["C"] * n_train),
+            elasticNetParam=0.0,
+            maxIter=p["max_iter"],
+            tol=min(p["tol"], 1e-6),
+            fitIntercept=p["fit_intercept"],
+            standardization=False,  # features are already scaled as the local engine scales them
+            family="binomial" if k == 2 else "multinomial",
+            **common,
+        )
+    if name in ("linear_svm", "rff_svm", "nystroem_svm"):
+        svm = mc.LinearSVC(
+            regParam=1.0 / (p["C"] * n_train),
+            maxIter=p["max_iter"],
+            tol=min(p["tol"], 1e-6),
+            standardization=False,
+            **({"featuresCol": FEATURES_COL} if k > 2 else common),
+        )
+        return svm if k == 2 else mc.OneVsRest(classifier=svm, parallelism=workers, **common)
+    if name == "naive_bayes":
+        return mc.NaiveBayes(modelType="gaussian", **common)
+    if name == "decision_tree":
+        return mc.DecisionTreeClassifier(
+            maxDepth=p["max_depth"], minInstancesPerNode=p["min_samples_leaf"], maxBins=256, seed=seed, **common
+        )
+    if name == "random_forest":
+        return mc.RandomForestClassifier(
+            numTrees=p["n_estimators"],
+            maxDepth=p["max_depth"],
+            minInstancesPerNode=p["min_samples_leaf"],
+            featureSubsetStrategy=p["max_features"],
+            bootstrap=True,
+            maxBins=256,
+            seed=seed,
+            **common,
+        )
+    if name == "gbt":
+        gbt = mc.GBTClassifier(
+            maxIter=p["n_estimators"],
+            stepSize=p["learning_rate"],
+            maxDepth=p["max_depth"],
+            minInstancesPerNode=p["min_samples_leaf"],
+            maxBins=256,
+            seed=seed,
+            **({"featuresCol": FEATURES_COL} if k > 2 else common),
+        )
+        return gbt if k == 2 else mc.OneVsRest(classifier=gbt, parallelism=workers, **common)
+    if name == "mlp":
+        if ctx.class_weights is not None:
+            raise ConfigError(
+                "config error: model.class_weight: MLlib's MultilayerPerceptronClassifier takes no row weights;"
+                " remove class_weight or use another model on Spark"
+            )
+        n_in = ctx.feature_map.n_components if ctx.feature_map is not None else ctx.preprocessor.n_features
+        return mc.MultilayerPerceptronClassifier(
+            layers=[n_in, *p["hidden_layer_sizes"], k],
+            maxIter=p["max_iter"] * 4,  # l-bfgs steps; scikit-learn's max_iter counts Adam epochs
+            blockSize=p["batch_size"],
+            stepSize=p["learning_rate_init"],
+            solver="l-bfgs",
+            seed=seed,
+            featuresCol=FEATURES_COL,
+            labelCol=LABEL_COL,
+        )
+    if name == "xgboost":
+        import logging
+
+        from xgboost.spark import SparkXGBClassifier
+
+        logging.getLogger("XGBoost-PySpark").setLevel(logging.WARNING)
+
+        return SparkXGBClassifier(
+            features_col=FEATURES_COL,
+            label_col=LABEL_COL,
+            **({"weight_col": WEIGHT_COL} if ctx.class_weights is not None else {}),  # None would not reload
+            num_workers=workers,
+            n_estimators=p["n_estimators"],
+            learning_rate=p["learning_rate"],
+            max_depth=p["max_depth"],
+            subsample=p["subsample"],
+            colsample_bytree=p["colsample_bytree"],
+            reg_lambda=p["reg_lambda"],
+            min_child_weight=p["min_child_weight"],
+            max_bin=p["max_bin"],
+            tree_method="hist",
+            random_state=seed,
+            verbose=False,
+        )
+    raise AssertionError(f"no Spark estimator for {name}")
+
+
+def output_column(ctx: FitContext) -> str:
+    """Return the column predictions are read from: probabilities, or raw scores."""
+    if ctx.output == "scores" or (ctx.model.name == "gbt" and ctx.task.n_classes > 2):
+        return "rawPrediction"
+    return "probability"
+
+
+def to_outputs(values: np.ndarray, ctx: FitContext) -> np.ndarray:
+    """Return the engine outputs (probabilities or scores) from the column ``output_column`` gave."""
+    k = ctx.task.n_classes
+    if ctx.output == "scores":
+        # Binary LinearSVC gives [-margin, margin]; OneVsRest gives one margin per class.
+        return values[:, 1] if k == 2 else values
+    if ctx.model.name == "gbt" and k > 2:
+        # OneVsRest of GBTs: each binary GBT's margin m has P(class) = 1 / (1 + exp(-2m)).
+        p = 1.0 / (1.0 + np.exp(-2.0 * values))
+        return p / p.sum(axis=1, keepdims=True)
+    return values
