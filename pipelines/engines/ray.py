@@ -1,0 +1,447 @@
+"""The Ray engine: Ray Data reads, profiles and predicts; Ray Train fits on its workers.
+
+Rows are read by Ray Data tasks, which attach the same row key and split as every engine
+(``DataPlan.attach``), and stay in the object store. Trees (xgboost, gbt, random_forest,
+decision_tree) train with Ray Train's ``XGBoostTrainer``; linear models, the kernel SVMs and
+the MLP train data-parallel in numpy on Ray Train workers (``pipelines.engines.ray_fit``);
+naive Bayes is exact sufficient statistics summed over Ray Data blocks. Training workers
+read their own Parquet row groups, predictions run in ``map_batches`` next to the data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import reduce
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.data.schema import DataPlan, DataProfile, profile_batch
+from pipelines.data.sources import Source
+from pipelines.data.split import KEY_COLUMN, SPLIT_COLUMN, SPLIT_NAMES, TRAIN
+from pipelines.engines.base import Engine, EngineModel, FitContext, prediction_batch
+from pipelines.engines.ray_models import BOOSTED, BoosterModel, NumpyModel, load_ray_model
+from pipelines.errors import ConfigError, DataError, EngineError, ScaleclfError
+
+LOCAL_TEMP_DIR = "/tmp/scaleclf-ray-local"  # short: Ray's socket paths must stay under 107 bytes
+OPTIONS = {
+    "num_cpus": "CPUs of the local Ray instance (default: every core)",
+    "object_store_mb": "object store size of the local Ray instance (default 2048)",
+    "cpus_per_worker": "CPUs per training worker (default: CPUs / workers); also xgboost's nthread",
+    "checkpoint_every": "checkpoint every N boosting rounds / L-BFGS iterations / epochs (default 50, 0 = end only)",
+    "max_failures": "worker-group restarts Ray Train allows (FailureConfig, default 2)",
+    "ingest": "fragments (workers read their Parquet row groups, default) or dataset (Ray Data shards)",
+    "storage_path": "where Ray Train keeps checkpoints (default a temp dir; shared storage on a real cluster)",
+    "fail_at": "testing only: {at, flag} kills training worker 0 once at that round",
+}
+
+
+@dataclass
+class RayData:
+    """The plan's rows as a materialized Ray Dataset with ``__row_key`` and ``__split``."""
+
+    plan: DataPlan
+    dataset: Any
+
+    def rows(self, split: str) -> Any:
+        """Return the Dataset of one split's rows."""
+        return self.dataset.map_batches(_keep_split, fn_kwargs={"code": SPLIT_NAMES.index(split)}, **_ARROW)
+
+
+_ARROW: dict[str, Any] = {"batch_format": "pyarrow", "batch_size": None, "zero_copy_batch": True}
+
+
+def _keep_split(batch: pa.Table, code: int) -> pa.Table:
+    return batch.filter(pc.equal(batch.column(SPLIT_COLUMN), pa.scalar(code, pa.int8())))
+
+
+def _attach(batch: pa.Table, plan: DataPlan, is_test_source: bool) -> pa.Table:
+    return plan.attach(batch, is_test_source=is_test_source)
+
+
+def _profile(batch: pa.Table, plan: DataPlan) -> pa.Table:
+    return pa.table({"profile": pa.array([pickle.dumps(profile_batch(batch, plan))], pa.binary())})
+
+
+def _landmarks(batch: pa.Table, n: int, seed: int) -> pa.Table:
+    from pipelines.models.kernels import landmark_priority
+
+    train = _keep_split(batch, TRAIN)
+    priority = landmark_priority(np.asarray(train.column(KEY_COLUMN).to_numpy()), seed)
+    order = np.argsort(priority, kind="stable")[:n]
+    return train.take(pa.array(order)).append_column("__priority", pa.array(priority[order], pa.uint64()))
+
+
+def _nb_stats(batch: pa.Table, ctx: FitContext) -> pa.Table:
+    """Return a block's per-class weighted sums (rows, x, x^2) and the unweighted overall moments."""
+    x = ctx.preprocessor.transform(batch)
+    y = ctx.task.encode(batch.column(ctx.task.label))
+    keep = y >= 0
+    x, y = x[keep], y[keep]
+    w = ctx.class_weights[y] if ctx.class_weights is not None else np.ones(len(y))
+    onehot = np.eye(ctx.task.n_classes)[y] * w[:, None]
+    stats = [onehot.sum(0), onehot.T @ x, onehot.T @ (x * x), np.array([len(y)]), x.sum(0), (x * x).sum(0)]
+    return pa.table({"stats": pa.array([pickle.dumps(stats)], pa.binary())})
+
+
+def _predict_block(batch: pa.Table, model: EngineModel, ctx: FitContext) -> pa.Table:
+    x = ctx.preprocessor.transform(batch)
+    if ctx.feature_map is not None:
+        x = ctx.feature_map.transform(x)
+    values = model.outputs(x)  # type: ignore[attr-defined]
+    y = (
+        ctx.task.encode(batch.column(ctx.task.label))
+        if ctx.task.label in batch.schema.names
+        else np.full(batch.num_rows, -1, dtype=np.int32)
+    )
+    keys = np.asarray(batch.column(KEY_COLUMN).to_numpy())
+    return pa.Table.from_batches([prediction_batch(keys, y, values, ctx.output)])
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """Return the scaleclf error inside a Ray task error, or the innermost cause."""
+    seen = exc
+    while True:
+        if isinstance(seen, ScaleclfError):
+            return seen
+        nxt = getattr(seen, "cause", None) or seen.__cause__
+        if nxt is None or nxt is seen:
+            return exc
+        seen = nxt
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else type(exc).__name__
+
+
+class RayEngine(Engine):
+    """Runs the catalog on Ray: a fresh local instance, or the cluster at ``engine.address``."""
+
+    name = "ray"
+    MODELS: ClassVar[dict[str, str]] = {
+        "logistic_regression": "numpy L-BFGS data-parallel on Ray Train workers (all-reduce actor)",
+        "linear_svm": "numpy L-BFGS on squared hinge (as LinearSVC), data-parallel on Ray Train workers",
+        "naive_bayes": "Gaussian NB from exact per-class moments summed over Ray Data blocks",
+        "decision_tree": "one xgboost hist tree (eta 1, no L2) via Ray Train XGBoostTrainer",
+        "random_forest": "xgboost random forest (num_parallel_tree, row/column subsampling) via XGBoostTrainer",
+        "gbt": "xgboost hist boosting via Ray Train XGBoostTrainer",
+        "xgboost": "xgboost hist via Ray Train XGBoostTrainer",
+        "mlp": "numpy MLP, synchronous data-parallel Adam on Ray Train workers",
+        "rff_svm": "shared random Fourier features in map_batches + data-parallel squared-hinge SVM",
+        "nystroem_svm": "shared Nystroem features in map_batches + data-parallel squared-hinge SVM",
+    }
+
+    def __init__(self, spec: Any, seed: int = 0) -> None:
+        super().__init__(spec, seed)
+        unknown = sorted(set(spec.options) - set(OPTIONS))
+        if unknown:
+            raise ConfigError(
+                f"config error: engine.options.{unknown[0]}: unknown Ray option (allowed: {', '.join(OPTIONS)})"
+            )
+        self.options = dict(spec.options)
+        if self.options.get("ingest", "fragments") not in ("fragments", "dataset"):
+            raise ConfigError("config error: engine.options.ingest: expected fragments or dataset")
+        self._started = False
+        self._cpus = 1
+
+    # --- the runtime ---
+
+    def on_start(self) -> None:
+        """Start a fresh local Ray instance, or join ``engine.address``."""
+        # Ray Train polls its workers every 2 s by default, and each report waits for a poll.
+        os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+        os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+        os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+        import ray
+
+        common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+        if ray.is_initialized():
+            pass  # a driver started by `ray job submit` (jobs/ray_train.py) already joined its cluster
+        elif self.spec.address:
+            try:
+                ray.init(address=self.spec.address, **common)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise EngineError(
+                    f"engine.address: cannot join the Ray cluster at {self.spec.address}: {_first_line(exc)}"
+                ) from exc
+            self._started = True
+        else:
+            cpus = int(self.options.get("num_cpus") or os.cpu_count() or 1)
+            ray.init(
+                address="local",
+                num_cpus=cpus,
+                object_store_memory=int(self.options.get("object_store_mb", 2048)) * 2**20,
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                _temp_dir=LOCAL_TEMP_DIR,
+                **common,
+            )
+            self._started = True
+        import ray.data
+
+        for logger in ("ray", "ray.data", "ray.train"):
+            logging.getLogger(logger).setLevel(logging.WARNING)
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ctx.print_on_execution_start = False
+        self._cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def on_shutdown(self) -> None:
+        """Shut down the Ray instance this engine started or joined."""
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
+
+    def preload(self, model: str) -> None:
+        """Import Ray Data, Ray Train and xgboost."""
+        import ray.data
+        import ray.train  # noqa: F401
+        import xgboost  # noqa: F401
+        from ray.train.xgboost import XGBoostTrainer  # noqa: F401
+
+    def describe(self) -> dict[str, Any]:
+        """Return the address, CPUs, training workers and Ray's version."""
+        import ray
+
+        return {
+            "engine": self.name,
+            "address": self.spec.address or "local",
+            "cpus": self._cpus,
+            "workers": self.workers,
+            "ingest": self.options.get("ingest", "fragments"),
+            "ray": ray.__version__,
+        }
+
+    @property
+    def workers(self) -> int:
+        """Return the number of Ray Train workers: ``engine.workers`` or one per... one."""
+        return int(self.spec.workers or 1)
+
+    def _run(self, what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except ScaleclfError:
+            raise
+        except Exception as exc:  # Ray wraps task errors; surface ours, or one line
+            cause = _cause(exc)
+            if isinstance(cause, ScaleclfError):
+                raise cause from None
+            raise EngineError(f"ray: {what} failed: {_first_line(cause)}") from exc
+
+    # --- data ---
+
+    def _read(self, source: Source, plan: DataPlan, field: str, is_test_source: bool) -> Any:
+        import ray.data
+
+        paths = [p if source.is_local else p.split("://", 1)[1] for p in source.paths]
+        ds: Any
+        try:
+            if source.format == "parquet":
+                ds = ray.data.read_parquet(paths, columns=plan.columns, filesystem=source.filesystem)
+            else:
+                import pyarrow.csv as pacsv
+
+                convert = pacsv.ConvertOptions(
+                    strings_can_be_null=True, quoted_strings_can_be_null=False, include_columns=plan.columns
+                )
+                ds = ray.data.read_csv(paths, filesystem=source.filesystem, convert_options=convert)
+        except Exception as exc:
+            raise DataError(f"{field}: cannot read {source.text} as {source.format}: {_first_line(exc)}") from exc
+        return ds.map_batches(_attach, fn_kwargs={"plan": plan, "is_test_source": is_test_source}, **_ARROW)
+
+    def load(self, plan: DataPlan) -> RayData:
+        """Return the plan's rows (and fixed test rows) as one materialized Ray Dataset."""
+        ds = self._read(plan.source, plan, "data.source", False)
+        if plan.test_source is not None:
+            ds = ds.union(self._read(plan.test_source, plan, "data.test_source", True))
+        ds = self._run(f"reading {plan.source.text}", ds.materialize)
+        if ds.count() == 0:
+            raise DataError(f"data.source: {plan.source.text} has no rows")
+        return RayData(plan, ds)
+
+    def profile(self, data: RayData, plan: DataPlan) -> DataProfile:
+        """Return the merge of one profile per Ray Data block."""
+        out = data.dataset.map_batches(_profile, fn_kwargs={"plan": plan}, **_ARROW)
+        tables = self._run("profiling", lambda: _collect(out))
+        return reduce(DataProfile.merge, (pickle.loads(b) for t in tables for b in t.column("profile").to_pylist()))
+
+    def landmark_rows(self, data: RayData, n: int, seed: int) -> pa.Table:
+        """Return the ``n`` train rows with the smallest landmark priority (n per block, then n overall)."""
+        out = data.dataset.map_batches(_landmarks, fn_kwargs={"n": n, "seed": seed}, **_ARROW)
+        table = pa.concat_tables(self._run("choosing landmarks", lambda: _collect(out)))
+        order = np.argsort(np.asarray(table.column("__priority").to_numpy()), kind="stable")[:n]
+        return table.take(pa.array(order)).drop_columns(["__priority"])
+
+    # --- fit ---
+
+    def fit(self, data: RayData, ctx: FitContext) -> EngineModel:
+        """Return the model fitted on the train split by Ray Train (or Ray Data for naive Bayes)."""
+        name = ctx.model.name
+        if name == "naive_bayes":
+            return self._fit_naive_bayes(data, ctx)
+        if name in BOOSTED:
+            from pipelines.engines.ray_fit import xgboost_loop
+
+            params, rounds = xgboost_params(ctx)
+            files = self._train(xgboost_loop, data, ctx, {"params": params, "rounds": rounds}, xgboost=True)
+            return BoosterModel(files["model.json"], ctx.task.n_classes)
+        if name == "mlp":
+            from pipelines.engines.ray_fit import mlp_loop
+
+            files = self._train(mlp_loop, data, ctx, {}, xgboost=False)
+            saved = np.load(__import__("io").BytesIO(files["mlp.npz"]))
+            n_layers = len(ctx.params["hidden_layer_sizes"]) + 1
+            return NumpyModel(name, [saved[f"p{i}"] for i in range(2 * n_layers)], ctx.task.n_classes)
+        from pipelines.engines.ray_fit import linear_loop
+
+        files = self._train(linear_loop, data, ctx, {}, xgboost=False)
+        weights = np.frombuffer(files["weights.npy"], dtype=np.float64).copy()
+        width = ctx.feature_map.n_components if ctx.feature_map is not None else ctx.preprocessor.n_features
+        return NumpyModel(name, [weights.reshape(width + 1, -1)], ctx.task.n_classes)
+
+    def _train(
+        self,
+        loop: Callable[[dict[str, Any]], None],
+        data: RayData,
+        ctx: FitContext,
+        extra: dict[str, Any],
+        xgboost: bool,
+    ) -> dict[str, bytes]:
+        """Run ``loop`` on Ray Train workers; return the files of the last checkpoint."""
+        import ray
+        import ray.train
+        from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+
+        from pipelines.engines.ray_fit import AllReduce, plan_units
+
+        workers = self.workers
+        per_worker = float(self.options.get("cpus_per_worker") or max(1, self._cpus // workers))
+        ingest = self.options.get("ingest", "fragments")
+        cfg: dict[str, Any] = {
+            "ctx": ctx,
+            "plan": data.plan,
+            "ingest": ingest,
+            "units": plan_units(data.plan, workers) if ingest == "fragments" else None,
+            "threads": max(1, int(per_worker)),
+            "every": int(self.options.get("checkpoint_every", 50)),
+            "fail_at": self.options.get("fail_at"),
+            **extra,
+        }
+        reducer: Any = None
+        if not xgboost and workers > 1:
+            reducer = ray.remote(num_cpus=0)(AllReduce).remote(workers)
+        cfg["reducer"] = reducer
+        storage = self.options.get("storage_path") or tempfile.mkdtemp(prefix="scaleclf-ray-train-")
+        run_config = RunConfig(
+            name=f"scaleclf-{ctx.model.name}-{uuid.uuid4().hex[:8]}",
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=int(self.options.get("max_failures", 2))),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        )
+        scaling = ScalingConfig(num_workers=workers, resources_per_worker={"CPU": per_worker})
+        datasets = {"train": data.rows("train")} if ingest == "dataset" else None
+        try:
+            if xgboost:
+                from ray.train.xgboost import XGBoostTrainer
+
+                trainer: Any = XGBoostTrainer(
+                    loop, train_loop_config=cfg, scaling_config=scaling, run_config=run_config, datasets=datasets
+                )
+            else:
+                from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+                trainer = DataParallelTrainer(
+                    loop, train_loop_config=cfg, scaling_config=scaling, run_config=run_config, datasets=datasets
+                )
+            result = self._run(f"training {ctx.model.name}", trainer.fit)
+            if result.checkpoint is None:
+                raise EngineError(f"ray: training {ctx.model.name} ended without a checkpoint")
+            with result.checkpoint.as_directory() as directory:
+                return {p.name: p.read_bytes() for p in Path(directory).iterdir() if p.is_file()}
+        finally:
+            if reducer is not None:
+                ray.kill(reducer)
+            if not self.options.get("storage_path"):
+                shutil.rmtree(storage, ignore_errors=True)
+
+    def _fit_naive_bayes(self, data: RayData, ctx: FitContext) -> NumpyModel:
+        out = data.rows("train").map_batches(_nb_stats, fn_kwargs={"ctx": ctx}, **_ARROW)
+        parts = [
+            pickle.loads(b) for t in self._run("naive Bayes", lambda: _collect(out)) for b in t["stats"].to_pylist()
+        ]
+        count, sx, sxx, n, ox, oxx = (sum(p[i] for p in parts) for i in range(6))
+        # GaussianNB: epsilon from the unweighted variance of all features, weighted class moments.
+        overall_var = oxx / n[0] - (ox / n[0]) ** 2
+        epsilon = float(ctx.params["var_smoothing"]) * float(np.max(overall_var))
+        theta = sx / count[:, None]
+        var = np.maximum(sxx / count[:, None] - theta**2, 0.0) + epsilon
+        log_prior = np.log(count / count.sum())
+        return NumpyModel("naive_bayes", [theta, var, log_prior], ctx.task.n_classes)
+
+    # --- predict ---
+
+    def predict(self, model: EngineModel, data: RayData, ctx: FitContext, split: str) -> Iterator[pa.RecordBatch]:
+        """Yield prediction batches computed by ``map_batches`` where the rows are."""
+        out = data.rows(split).map_batches(_predict_block, fn_kwargs={"model": model, "ctx": ctx}, **_ARROW)
+        for table in self._run(f"predicting the {split} split", lambda: _collect(out)):
+            yield from table.to_batches()
+
+    def load_model(self, directory: Path, ctx: FitContext) -> EngineModel:
+        """Return the model saved by ``save`` (xgboost JSON or numpy weights)."""
+        return load_ray_model(directory, ctx.model.name, ctx.task.n_classes)
+
+
+def _collect(ds: Any) -> list[pa.Table]:
+    import ray
+
+    return [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
+
+
+def xgboost_params(ctx: FitContext) -> tuple[dict[str, Any], int]:
+    """Return (xgboost.train params, rounds) for the tree models of the catalog."""
+    p, k = ctx.params, ctx.task.n_classes
+    params: dict[str, Any] = {"tree_method": "hist", "seed": ctx.seed}
+    params |= {"objective": "binary:logistic"} if k == 2 else {"objective": "multi:softprob", "num_class": k}
+    name = ctx.model.name
+    if name == "xgboost":
+        params |= {
+            "eta": p["learning_rate"],
+            "max_depth": p["max_depth"],
+            "subsample": p["subsample"],
+            "colsample_bytree": p["colsample_bytree"],
+            "lambda": p["reg_lambda"],
+            "min_child_weight": p["min_child_weight"],
+            "max_bin": p["max_bin"],
+        }
+        return params, int(p["n_estimators"])
+    if name == "gbt":  # HistGradientBoosting: no L2 by default, min_samples_leaf ~ hessian floor
+        params |= {"eta": p["learning_rate"], "max_depth": p["max_depth"], "lambda": 0.0, "min_child_weight": 1.0}
+        return params, int(p["n_estimators"])
+    if name == "random_forest":
+        n_features = ctx.preprocessor.n_features
+        share = {"sqrt": np.sqrt(n_features), "log2": np.log2(max(n_features, 2)), "all": n_features}
+        params |= {
+            "eta": 1.0,
+            "num_parallel_tree": p["n_estimators"],
+            "subsample": 0.632,
+            "colsample_bynode": min(1.0, float(share[p["max_features"]]) / n_features),
+            "max_depth": p["max_depth"],
+            "lambda": 1e-6,
+            "min_child_weight": 0.0,
+        }
+        return params, 1
+    params |= {"eta": 1.0, "max_depth": p["max_depth"], "lambda": 1e-6, "min_child_weight": 0.0}  # decision_tree
+    return params, 1
