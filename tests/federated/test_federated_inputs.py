@@ -1,0 +1,92 @@
+"""Partitioning and refused federated specs: no simulation needed, one-line errors, nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.data.schema import make_plan
+from pipelines.engines.local import LocalEngine
+from pipelines.spec import build_spec
+
+
+def federation(scheme: str, clients: int = 10, **partition: object):
+    from federated.partition import federate_data
+
+    spec = build_spec(
+        {
+            "data": {"source": "synthetic:multiclass", "rows": 5000},
+            "model": {"name": "logistic_regression"},
+            "federated": {"clients": clients, "partition": {"scheme": scheme, **partition}},
+        }
+    )
+    plan = make_plan(spec.data, spec.seed)
+    table = LocalEngine(spec.engine).load(plan).table
+    return federate_data(table, plan, spec.federated, spec.seed), table
+
+
+@pytest.mark.parametrize("scheme", ["iid", "dirichlet", "pathological", "quantity"])
+def test_every_non_test_row_goes_to_exactly_one_client(scheme: str) -> None:
+    fed, table = federation(scheme, alpha=0.3, labels_per_client=2)
+    keys = np.concatenate([np.asarray(c.table.column("__row_key").to_numpy()) for c in fed.clients])
+    split = np.asarray(table.column("__split").to_numpy())
+    assert len(keys) == len(set(keys.tolist())) == int((split != 2).sum())
+    assert fed.test.num_rows == int((split == 2).sum())
+    stats = fed.statistics()
+    assert sum(c["train_rows"] for c in stats["clients"]) == stats["train_rows"]["total"]
+
+
+def test_label_skew_and_quantity_skew_show_in_the_statistics() -> None:
+    iid = federation("iid")[0].statistics()["clients"]
+    skewed = federation("dirichlet", alpha=0.1)[0].statistics()["clients"]
+    patho = federation("pathological", labels_per_client=1)[0].statistics()["clients"]
+    sizes = federation("quantity", alpha=0.3)[0].statistics()["clients"]
+
+    def max_share(clients):
+        return np.mean([max(c["labels"].values()) / max(c["train_rows"], 1) for c in clients])
+
+    assert max_share(skewed) > max_share(iid) + 0.2
+    assert all(sum(1 for v in c["labels"].values() if v) == 1 for c in patho)
+    rows = [c["train_rows"] for c in sizes]
+    assert max(rows) > 3 * min(rows)
+
+
+def test_preprocessing_from_client_profiles_equals_the_pooled_fit() -> None:
+    from pipelines.data.schema import check_columns, infer_task, profile_batch
+    from pipelines.models.preprocess import fit_preprocessor
+
+    fed, table = federation("dirichlet", alpha=0.3)
+    plan = make_plan(
+        build_spec({"data": {"source": "synthetic:multiclass", "rows": 5000}, "model": {"name": "mlp"}}).data, 42
+    )
+    pooled = profile_batch(table, plan)
+    infer_task(pooled, plan)
+    central = fit_preprocessor(pooled, plan, check_columns(pooled, plan))
+    for a, b in zip(fed.preprocessor.numeric, central.numeric, strict=True):
+        assert a.name == b.name and a.mean == pytest.approx(b.mean) and a.scale == pytest.approx(b.scale)
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["model.name=random_forest"], "model.name: random_forest is not trained federatedly"),
+        (["federated.strategy=fedxgb_bagging"], "federated.strategy: fedxgb_bagging cannot train logistic_regression"),
+        (["model.name=xgboost"], "federated.strategy: fedavg cannot train xgboost"),
+        (["federated.clients=1"], "federated.clients"),
+        (["federated.partition.scheme=natural"], "federated.partition.column: required"),
+        (["federated.fail_clients=[12]"], "fail_clients: client 12 does not exist"),
+        (["federated=null"], "federated: the spec has no federated section"),
+    ],
+)
+def test_bad_federated_specs_fail_with_one_line_and_write_nothing(tmp_path: Path, cli, sets, message) -> None:
+    from tests.federated.test_federated_simulation import SPEC
+
+    args = ["federate", SPEC, "--out", tmp_path / "runs", "--set", "data.rows=2000"]
+    for s in sets:
+        args += ["--set", s]
+    result = cli(*args)
+    assert result.code == 2, result.err
+    assert message in result.err and len(result.err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
