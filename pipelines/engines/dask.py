@@ -242,7 +242,15 @@ class DaskEngine(Engine):
                     paths, columns=plan.columns, dtype_backend="pyarrow", filesystem=source.filesystem or "fsspec"
                 )
             else:
-                frame = dd.read_csv(paths, usecols=plan.columns, dtype_backend="pyarrow", blocksize="64MB")
+                # round_trip: parse floats to the same bits pyarrow's reader (the local engine) gives,
+                # or the row keys, which hash those bits, would differ.
+                frame = dd.read_csv(
+                    paths,
+                    usecols=plan.columns,
+                    dtype_backend="pyarrow",
+                    float_precision="round_trip",
+                    blocksize="64MB",
+                )
         except (OSError, ValueError, pa.ArrowInvalid) as exc:
             raise DataError(f"{field_name}: cannot read {source.text} as {source.format}: {_first_line(exc)}") from None
         meta = _attach_partition(frame._meta, plan, is_test_source)
