@@ -64,7 +64,7 @@ def plan_units(plan: DataPlan, workers: int) -> list[list[Unit]]:
         i = loads.index(min(loads))
         shares[i].append(unit)
         loads[i] += unit.rows
-    return shares
+    return [sorted(share, key=lambda u: (source.paths.index(u.path), u.row_groups or (), u.part)) for share in shares]
 
 
 def read_units(plan: DataPlan, units: list[Unit]) -> pa.Table:
@@ -305,12 +305,16 @@ def mlp_loop(cfg: dict[str, Any]) -> None:
     reducer = Reducer(cfg["reducer"], rank)
     p, k = ctx.params, ctx.task.n_classes
     sizes = [x.shape[1], *p["hidden_layer_sizes"], 1 if k == 2 else k]
-    params = mlp_init(sizes, ctx.seed)
+    # One RandomState for the initial weights then each epoch's shuffle, as MLPClassifier does,
+    # so a single worker replays scikit-learn's training exactly.
+    rs = np.random.RandomState(ctx.seed)
+    params = mlp_init(sizes, rs)
     flat_sizes = [a.size for a in params]
     n_total = int(reducer.sum(np.array([float(len(y))]))[0])
     batch = min(int(p["batch_size"]), n_total)
     steps = -(-n_total // batch)
-    local_batch = -(-len(y) // steps) if len(y) else 0
+    world = ray.train.get_context().get_world_size()
+    local_batch = batch if world == 1 else -(-len(y) // steps)
     m = [np.zeros_like(a) for a in params]
     v = [np.zeros_like(a) for a in params]
     b1, b2, eps, lr, alpha = 0.9, 0.999, 1e-8, float(p["learning_rate_init"]), float(p["alpha"])
@@ -324,8 +328,11 @@ def mlp_loop(cfg: dict[str, Any]) -> None:
         m = [saved[f"m{i}"] for i in range(len(params))]
         v = [saved[f"v{i}"] for i in range(len(params))]
         start_epoch, t = int(saved["epoch"]), int(saved["t"])
+        for _ in range(start_epoch):  # replay the skipped epochs' shuffles
+            rs.shuffle(np.arange(len(y)))
     for epoch in range(start_epoch, int(p["max_iter"])):
-        order = np.random.default_rng([ctx.seed, rank, epoch]).permutation(len(y))
+        order = np.arange(len(y))
+        rs.shuffle(order)
         for s in range(steps):
             rows = order[s * local_batch : (s + 1) * local_batch]
             loss, grads = mlp_loss_grad(params, x[rows], y[rows], sw[rows], k)

@@ -83,9 +83,8 @@ def linear_penalty(model: str, w: np.ndarray, n_features: int, c: float) -> tupl
 # --- the MLP: ReLU hidden layers, logistic/softmax output, as sklearn's MLPClassifier ---
 
 
-def mlp_init(sizes: list[int], seed: int) -> list[np.ndarray]:
+def mlp_init(sizes: list[int], rng: np.random.RandomState) -> list[np.ndarray]:
     """Return Glorot-uniform weights and biases, interleaved [W0, b0, W1, b1, ...]."""
-    rng = np.random.default_rng([seed, 0x313])
     params = []
     for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
         factor = 2.0 if i == len(sizes) - 2 and sizes[-1] == 1 else 6.0
