@@ -12,6 +12,7 @@ so ``scaleclf predict`` / ``evaluate`` reload federated runs like any other.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ class NetSpec:
         sizes = [self.n_features, *self.hidden, self.n_outputs]
         rng = np.random.default_rng(seed)
         params = []
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        for fan_in, fan_out in itertools.pairwise(sizes):
             if self.hidden:
                 bound = np.sqrt(6.0 / (fan_in + fan_out))
                 params.append(rng.uniform(-bound, bound, (fan_in, fan_out)))

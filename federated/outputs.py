@@ -148,9 +148,8 @@ def _png(fig: Any, path: Path) -> str:
     FigureCanvasAgg(fig)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
-    return "<img alt='{0}' style='max-width:720px' src='data:image/png;base64,{1}'>".format(
-        html.escape(path.stem), base64.b64encode(path.read_bytes()).decode("ascii")
-    )
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"<img alt='{html.escape(path.stem)}' style='max-width:720px' src='data:image/png;base64,{data}'>"
 
 
 def learning_curve_html(rounds: list[dict[str, Any]], plots: Path) -> str:
@@ -185,7 +184,8 @@ def learning_curve_html(rounds: list[dict[str, Any]], plots: Path) -> str:
     body = "".join(
         f"<tr><td>{r['round']}</td><td>{len(r['train_clients'])}</td><td>{r['failed_train']}</td>"
         f"<td>{_f(r['centralized_evaluation'].get('auc'))}</td><td>{_f(r['federated_evaluation'].get('accuracy'))}</td>"
-        f"<td>{r['bytes_sent'] / 1e6:.3f}</td><td>{r['bytes_received'] / 1e6:.3f}</td><td>{r['duration_s']:.2f}</td></tr>"
+        f"<td>{r['bytes_sent'] / 1e6:.3f}</td><td>{r['bytes_received'] / 1e6:.3f}</td>"
+        f"<td>{r['duration_s']:.2f}</td></tr>"
         for r in rounds
     )
     return f"{image}<table>{header}{body}</table>"

@@ -135,13 +135,18 @@ def _recording(cls: type[fs.Strategy]) -> type[fs.Strategy]:
     return Recording
 
 
-def make_strategy(fed: FederatedSpec, model: str) -> fs.Strategy:
-    """Return the recording Flower strategy the spec names, checked against the model."""
+def check_strategy(fed: FederatedSpec, model: str) -> None:
+    """Raise a ConfigError when the strategy cannot train the model (tree vs parameter aggregation)."""
     xgb = fed.strategy.startswith("fedxgb_")
     if (model == "xgboost") != xgb:
         allowed = "fedxgb_bagging, fedxgb_cyclic" if model == "xgboost" else "fedavg, fedprox, fedadam, fedavgm, "
         allowed += "" if model == "xgboost" else "fedtrimmedavg, krum"
         raise ConfigError(f"config error: federated.strategy: {fed.strategy} cannot train {model} (allowed: {allowed})")
+
+
+def make_strategy(fed: FederatedSpec, model: str) -> fs.Strategy:
+    """Return the recording Flower strategy the spec names, checked against the model."""
+    check_strategy(fed, model)
     common: dict[str, Any] = {
         "fraction_train": fed.fraction_train,
         "fraction_evaluate": fed.fraction_evaluate,

@@ -116,6 +116,9 @@ def prepare_job(spec: JobSpec, progress: Progress, workdir: Path) -> FederatedJo
         raise ConfigError("config error: tuning.enabled: tuning is not supported by scaleclf federate")
     if spec.model.calibration != "none" and info.probabilities != "calibrated":
         raise ConfigError("config error: model.calibration: federated runs support only calibration none")
+    from federated.server_app import check_strategy
+
+    check_strategy(fed, info.name)
     params = info.resolve_params(spec.model.params)
     plan = make_plan(spec.data, spec.seed)
     table = LocalEngine(spec.engine, spec.seed).load(plan).table
