@@ -7,7 +7,7 @@ federate`` runs the same ``run_rounds`` inside an in-process simulation.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -224,7 +224,6 @@ def main(grid: Grid, context: Context) -> None:
 
     spec_path = str(context.run_config.get("spec", "conf/federated_logreg.yaml"))
     overrides = [s for s in str(context.run_config.get("overrides", "")).split(";") if s.strip()]
-    run_job(spec_path, overrides, lambda job: run_rounds(grid, job))
+    run_dir = run_job(spec_path, overrides, lambda job: run_rounds(grid, job))
+    print(f"run directory: {run_dir.resolve()}", flush=True)
 
-
-RunRounds = Callable[["FederatedJob"], tuple[ArrayRecord, History]]

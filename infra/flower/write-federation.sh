@@ -2,15 +2,15 @@
 # Write the scaleclf local-simulation federation into Flower's config ($FLWR_HOME/config.toml,
 # default ~/.flwr/config.toml), keeping any other connection already there.
 #   infra/flower/write-federation.sh            # then: infra/flower/superlink.sh start; flwr run . local-simulation
-# Ports: SCALECLF_FLWR_CONTROL_PORT (default 39293) is the SuperLink Control API that `flwr run` talks to.
+# Port: SCALECLF_FLWR_PORT (default 29291), the SuperLink API that `flwr run` talks to (infra/flower/superlink.sh).
 set -euo pipefail
 home="${FLWR_HOME:-$HOME/.flwr}"
-control_port="${SCALECLF_FLWR_CONTROL_PORT:-39293}"
+port="${SCALECLF_FLWR_PORT:-29291}"
 mkdir -p "$home"
 config="$home/config.toml"
 python_bin="$(cd "$(dirname "$0")/../.." && pwd)/.venv/bin/python"
 [ -x "$python_bin" ] || python_bin=python3
-"$python_bin" - "$config" "$control_port" <<'PY'
+"$python_bin" - "$config" "$port" <<'PY'
 import sys
 from pathlib import Path
 

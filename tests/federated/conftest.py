@@ -37,3 +37,14 @@ def flower_home() -> Iterator[Path]:
         os.environ.pop("FLWR_HOME", None)
     else:
         os.environ["FLWR_HOME"] = old
+
+
+@pytest.fixture(scope="package")
+def superlink(flower_home: Path) -> Iterator[Path]:
+    """Start the simulation SuperLink for ``flwr run .`` once (infra/flower/superlink.sh); stop it after."""
+    script = REPO / "infra" / "flower" / "superlink.sh"
+    subprocess.run(["bash", str(script), "start"], check=True, capture_output=True, cwd=REPO)
+    try:
+        yield flower_home
+    finally:
+        subprocess.run(["bash", str(script), "stop"], check=False, capture_output=True, cwd=REPO)

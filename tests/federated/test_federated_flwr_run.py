@@ -1,0 +1,47 @@
+"""``flwr run . local-simulation`` with [tool.flwr.app]: the same ServerApp writes the run directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_flwr_run_trains_ten_client_fedavg_logistic_regression(superlink: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    run_config = (
+        f"spec='{REPO / 'conf' / 'federated_logreg.yaml'}' "
+        f"overrides='output.dir={out};data.rows=5000;federated.rounds=3;output.report=false'"
+    )
+    done = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "flwr"),
+            "run",
+            ".",
+            "local-simulation",
+            "--stream",
+            "--run-config",
+            run_config,
+            "--federation-config",
+            "num-supernodes=10",
+        ],
+        cwd=REPO,
+        env={**os.environ, "FLWR_HOME": str(superlink)},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = list(out.iterdir()) if out.exists() else []
+    assert len(runs) == 1, done.stdout[-3000:]
+    run = runs[0]
+    assert f"run directory: {run}" in done.stdout
+    history = json.loads((run / "history.json").read_text())
+    assert history["clients"] == 10 and len(history["rounds"]) == 4
+    assert history["rounds"][-1]["train_clients"] == list(range(10))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["engine"] == "federated" and metrics["test"]["auc"] > 0.65
+    assert (run / "model" / "manifest.json").is_file() and (run / "predictions.parquet").is_file()
