@@ -90,3 +90,19 @@ def test_bad_federated_specs_fail_with_one_line_and_write_nothing(tmp_path: Path
     assert result.code == 2, result.err
     assert message in result.err and len(result.err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_natural_partition_gives_one_client_per_column_value() -> None:
+    from federated.partition import federate_data
+
+    spec = build_spec(
+        {
+            "data": {"source": "synthetic:churn", "rows": 3000, "label": "churned", "positive_label": "yes"},
+            "model": {"name": "logistic_regression"},
+            "federated": {"clients": 6, "partition": {"scheme": "natural", "column": "region"}},
+        }
+    )
+    plan = make_plan(spec.data, spec.seed)
+    fed = federate_data(LocalEngine(spec.engine).load(plan).table, plan, spec.federated, spec.seed)
+    values = [set(c.table.column("region").to_pylist()) for c in fed.clients]
+    assert all(len(v) == 1 for v in values) and len(set().union(*values)) == 6  # 5 regions + missing
