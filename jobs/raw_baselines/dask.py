@@ -26,8 +26,8 @@ from dask_ml.preprocessing import StandardScaler
 from distributed import Client, LocalCluster
 from sklearn.metrics import roc_auc_score
 
-# The layout the Dask engine picks on its own (one worker, every core as a thread).
-WORKERS = 1
+# The layout the Dask engine picks on its own: one single-threaded worker per core.
+THREADS_PER_WORKER = 1
 
 
 def xgboost_model(name, p, seed, n_classes):
@@ -79,10 +79,9 @@ def main():
         client = Client(args["address"])
         cluster = None
     else:
-        workers = args["workers"] or WORKERS
         cluster = LocalCluster(
-            n_workers=workers,
-            threads_per_worker=max(1, (os.cpu_count() or 1) // workers),
+            n_workers=args["workers"] or max(1, (os.cpu_count() or 1) // THREADS_PER_WORKER),
+            threads_per_worker=THREADS_PER_WORKER,
             host="127.0.0.1",
             scheduler_port=0,
             dashboard_address=None,

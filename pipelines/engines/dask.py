@@ -36,13 +36,14 @@ from pipelines.errors import ConfigError, DataError, EngineError
 from pipelines.models.kernels import FeatureMap, landmark_priority
 from pipelines.models.preprocess import Preprocessor
 
-# The LocalCluster layout when engine.workers / options do not say: one worker process with
-# every core as its threads. Measured on this 2-core machine (README, "Dask engine"): xgboost.dask
-# on one 2-thread worker beats two 1-thread workers, which pay for rabit's allreduce and a
-# second copy of the histogram quantiles; the block-wise linear models do not care.
-DEFAULT_WORKERS = 1
+# The LocalCluster layout when engine.workers / options do not say: one single-threaded worker
+# per core. Measured with infra/dask/measure_layout.py on this 2-core machine (README, "Dask
+# engine"): xgboost.dask on 2 workers x 1 thread fitted 200k rows in 16-20 s, on 1 worker x
+# 2 threads in 39-84 s, single-process xgboost (2 threads) in 44-80 s. OpenMP threads that
+# wait on each other lose most on a busy machine; one thread per process never waits.
+THREADS_PER_WORKER = 1
 OPTIONS = {
-    "threads_per_worker": "threads per LocalCluster worker (default: cores / workers)",
+    "threads_per_worker": "threads per LocalCluster worker (default 1; workers default to cores / threads)",
     "memory_limit": "memory per LocalCluster worker, e.g. '4GiB' (default: RAM / workers)",
     "timeout": "seconds to wait for the scheduler to answer (connect, and each result) (default 60)",
     "partitions": "partitions to spread the rows over (default: at least one per worker thread)",
@@ -152,8 +153,8 @@ class DaskEngine(Engine):
                     f" within {self.timeout:g}s ({_first_line(exc)})"
                 ) from None
             return
-        workers = self.spec.workers or DEFAULT_WORKERS
-        threads = int(self.spec.options.get("threads_per_worker") or max(1, (os.cpu_count() or 1) // workers))
+        threads = int(self.spec.options.get("threads_per_worker") or THREADS_PER_WORKER)
+        workers = self.spec.workers or max(1, (os.cpu_count() or 1) // threads)
         self.cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=threads,
