@@ -106,3 +106,11 @@ def test_natural_partition_gives_one_client_per_column_value() -> None:
     fed = federate_data(LocalEngine(spec.engine).load(plan).table, plan, spec.federated, spec.seed)
     values = [set(c.table.column("region").to_pylist()) for c in fed.clients]
     assert all(len(v) == 1 for v in values) and len(set().union(*values)) == 6  # 5 regions + missing
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[2].glob("conf/federated_*.yaml")), ids=str)
+def test_shipped_federated_specs_validate(path: Path) -> None:
+    from pipelines.spec import load_spec
+
+    spec = load_spec(path)
+    assert spec.federated is not None and spec.model.name in ("logistic_regression", "mlp", "linear_svm", "xgboost")
