@@ -226,10 +226,9 @@ class SparkEngine(Engine):
 
     @property
     def task_slots(self) -> int:
-        """Return the tasks the cluster runs at once: total cores / spark.task.cpus."""
-        sc = self.session.sparkContext
-        cpus = int(sc.getConf().get("spark.task.cpus", "1"))
-        return max(1, sc.defaultParallelism // cpus)
+        """Return the tasks the cluster runs at once (its cores / spark.task.cpus)."""
+        jsc = self.session.sparkContext._jsc.sc()  # the same JVM call xgboost.spark makes
+        return max(1, int(jsc.maxNumConcurrentTasks(jsc.resourceProfileManager().resourceProfileFromId(0))))
 
     def describe(self) -> dict[str, Any]:
         """Return the master, Spark version, task slots and task cpus."""
@@ -297,8 +296,10 @@ class SparkEngine(Engine):
 
     def landmark_rows(self, data: SparkData, n: int, seed: int) -> pa.Table:
         """Return the ``n`` train rows with the smallest landmark priority (as the local engine)."""
+        from pyspark.sql.types import LongType, StructField, StructType
+
         train = data.rows("train")
-        schema = train.schema.add(PRIORITY_COLUMN, "long", False)
+        schema = StructType([*train.schema.fields, StructField(PRIORITY_COLUMN, LongType(), False)])
         picked = train.mapInArrow(_priority_batches(seed), schema).orderBy(PRIORITY_COLUMN).limit(n)
         return picked.drop(PRIORITY_COLUMN).toArrow()
 
