@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -48,6 +49,7 @@ OPTIONS = {
     "timeout": "seconds to wait for the scheduler to answer (connect, and each result) (default 60)",
     "partitions": "partitions to spread the rows over (default: at least one per worker thread)",
 }
+QUIET_LOGGERS = ("distributed", "distributed.client", "distributed.core", "distributed.comm", "distributed.worker")
 LINEAR = {"logistic_regression": "logistic", "linear_svm": "hinge", "rff_svm": "hinge", "nystroem_svm": "hinge"}
 TREES = ("xgboost", "gbt", "random_forest", "decision_tree")
 
@@ -135,6 +137,8 @@ class DaskEngine(Engine):
         self.timeout = float(spec.options.get("timeout", 60))
         self.client: Any = None
         self.cluster: Any = None
+        self.address = spec.address
+        self._log_levels: dict[str, int] = {}
 
     # --- cluster lifecycle ------------------------------------------------------------------
 
@@ -144,6 +148,10 @@ class DaskEngine(Engine):
         from distributed import Client, LocalCluster
 
         dask.config.set({"distributed.comm.timeouts.connect": f"{self.timeout}s", "dataframe.convert-string": True})
+        # A lost scheduler is reported as one EngineError line; distributed would also log tracebacks.
+        self._log_levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         if self.spec.address:
             try:
                 self.client = Client(self.spec.address, timeout=self.timeout)
@@ -166,6 +174,7 @@ class DaskEngine(Engine):
             silence_logs=logging.ERROR,
         )
         self.client = Client(self.cluster)
+        self.address = self.cluster.scheduler_address
 
     def on_shutdown(self) -> None:
         """Close the client and, when this engine started it, the LocalCluster."""
@@ -175,6 +184,8 @@ class DaskEngine(Engine):
         if self.cluster is not None:
             self.cluster.close()
             self.cluster = None
+        for name, level in self._log_levels.items():
+            logging.getLogger(name).setLevel(level)
 
     @property
     def threads(self) -> list[int]:
@@ -206,14 +217,22 @@ class DaskEngine(Engine):
             import xgboost.dask  # noqa: F401
 
     def _gather(self, futures: Any) -> Any:
+        return self.client.gather(futures, errors="raise")
+
+    @contextmanager
+    def _on_cluster(self) -> Iterator[None]:
+        """Turn a lost scheduler, cancelled work or unreadable data into one-line errors."""
+        from concurrent.futures import CancelledError
+
         try:
-            return self.client.gather(futures, errors="raise")
+            yield
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise DataError(f"data.source: cannot read the data: {_first_line(exc)}") from None
-        except (OSError, TimeoutError) as exc:
-            raise EngineError(
-                f"engine.address: lost the Dask scheduler at {self.client.scheduler.address} ({_first_line(exc)})"
-            ) from None
+        except (OSError, TimeoutError, CancelledError) as exc:
+            where = (
+                "engine.address: the Dask scheduler" if self.cluster is None else "the engine's LocalCluster scheduler"
+            )
+            raise EngineError(f"{where} at {self.address} stopped answering ({_first_line(exc)})") from None
 
     # --- data -------------------------------------------------------------------------------
 
@@ -222,16 +241,17 @@ class DaskEngine(Engine):
         import dask.dataframe as dd
         from distributed import wait
 
-        frame = self._read(plan, plan.source, "data.source", is_test_source=False)
-        if plan.test_source is not None:
-            test = self._read(plan, plan.test_source, "data.test_source", is_test_source=True)
-            frame = dd.concat([frame, test])
-        wanted = int(self.spec.options.get("partitions") or sum(self.threads))
-        if frame.npartitions < wanted:
-            frame = frame.repartition(npartitions=wanted)
-        frame = self.client.persist(frame)
-        wait(frame)
-        return DaskData(frame)
+        with self._on_cluster():
+            frame = self._read(plan, plan.source, "data.source", is_test_source=False)
+            if plan.test_source is not None:
+                test = self._read(plan, plan.test_source, "data.test_source", is_test_source=True)
+                frame = dd.concat([frame, test])
+            wanted = int(self.spec.options.get("partitions") or sum(self.threads))
+            if frame.npartitions < wanted:
+                frame = frame.repartition(npartitions=wanted)
+            frame = self.client.persist(frame)
+            wait(frame)
+            return DaskData(frame)
 
     def _read(self, plan: DataPlan, source: Any, field_name: str, *, is_test_source: bool) -> Any:
         import dask.dataframe as dd
@@ -261,23 +281,25 @@ class DaskEngine(Engine):
         """Return the merged profile of every partition (computed on the workers)."""
         from dask import delayed
 
-        parts = data.frame.to_delayed()
-        profiles = self._gather(self.client.compute([delayed(_profile_partition)(p, plan) for p in parts]))
-        data.partition_rows = [dict(p.rows) for p in profiles]
-        merged = DataProfile()
-        for p in profiles:
-            merged = merged.merge(p)
-        return merged
+        with self._on_cluster():
+            parts = data.frame.to_delayed()
+            profiles = self._gather(self.client.compute([delayed(_profile_partition)(p, plan) for p in parts]))
+            data.partition_rows = [dict(p.rows) for p in profiles]
+            merged = DataProfile()
+            for p in profiles:
+                merged = merged.merge(p)
+            return merged
 
     def landmark_rows(self, data: DaskData, n: int, seed: int) -> pa.Table:
         """Return the ``n`` train rows with the smallest landmark priority (n per partition, then merged)."""
         from dask import delayed
 
-        parts = data.frame.to_delayed()
-        found = self._gather(self.client.compute([delayed(_landmark_candidates)(p, n, seed) for p in parts]))
-        priority = np.concatenate([f[0] for f in found])
-        rows = pa.concat_tables([f[1] for f in found])
-        return rows.take(pa.array(np.argsort(priority, kind="stable")[:n]))
+        with self._on_cluster():
+            parts = data.frame.to_delayed()
+            found = self._gather(self.client.compute([delayed(_landmark_candidates)(p, n, seed) for p in parts]))
+            priority = np.concatenate([f[0] for f in found])
+            rows = pa.concat_tables([f[1] for f in found])
+            return rows.take(pa.array(np.argsort(priority, kind="stable")[:n]))
 
     def _blocks(self, data: DaskData, ctx: FitContext, split: str) -> list[Any]:
         """Return futures of the split's (x, y, keys) blocks, built once per preprocessing."""
@@ -298,22 +320,23 @@ class DaskEngine(Engine):
 
     def fit(self, data: DaskData, ctx: FitContext) -> EngineModel:
         """Return the model fitted on the train blocks, class weights applied per row."""
-        blocks = self._blocks(data, ctx, "train")
-        name, n_classes = ctx.model.name, ctx.task.n_classes
-        n_features = ctx.feature_map.n_components if ctx.feature_map is not None else ctx.preprocessor.n_features
+        with self._on_cluster():
+            blocks = self._blocks(data, ctx, "train")
+            name, n_classes = ctx.model.name, ctx.task.n_classes
+            n_features = ctx.feature_map.n_components if ctx.feature_map is not None else ctx.preprocessor.n_features
 
-        def reduce(fn: Any, args: tuple[Any, ...]) -> list[Any]:
-            return self._gather([self.client.submit(fn, b, *args, pure=False) for b in blocks])
+            def reduce(fn: Any, args: tuple[Any, ...]) -> list[Any]:
+                return self._gather([self.client.submit(fn, b, *args, pure=False) for b in blocks])
 
-        if name in LINEAR:
-            return fit_linear(reduce, LINEAR[name], n_features, n_classes, ctx.params, ctx.class_weights)
-        if name == "naive_bayes":
-            return fit_naive_bayes(reduce, n_classes, ctx.params["var_smoothing"], ctx.class_weights)
-        counts = np.asarray(ctx.task.class_counts, dtype=np.float64)
-        prior = float(counts[-1] / counts.sum())
-        params, rounds = xgboost_params(name, ctx.params, n_features, n_classes, prior, ctx.seed)
-        x, y, w = self._train_arrays(data, ctx, n_features)
-        return fit_xgboost(self.client, x, y, w, params, rounds, max(self.threads))
+            if name in LINEAR:
+                return fit_linear(reduce, LINEAR[name], n_features, n_classes, ctx.params, ctx.class_weights)
+            if name == "naive_bayes":
+                return fit_naive_bayes(reduce, n_classes, ctx.params["var_smoothing"], ctx.class_weights)
+            counts = np.asarray(ctx.task.class_counts, dtype=np.float64)
+            prior = float(counts[-1] / counts.sum())
+            params, rounds = xgboost_params(name, ctx.params, n_features, n_classes, prior, ctx.seed)
+            x, y, w = self._train_arrays(data, ctx, n_features)
+            return fit_xgboost(self.client, x, y, w, params, rounds, max(self.threads))
 
     def _train_arrays(self, data: DaskData, ctx: FitContext, n_features: int) -> tuple[Any, Any, Any]:
         import dask.array as da
@@ -338,14 +361,15 @@ class DaskEngine(Engine):
         """Yield one prediction batch per partition, each computed on the worker holding it."""
         from distributed import as_completed
 
-        blocks = self._blocks(data, ctx, split)
-        if not blocks:
-            return
-        [shared] = self.client.scatter([model], broadcast=True, hash=False)
-        futures = [self.client.submit(_block_outputs, b, shared, ctx.output, pure=False) for b in blocks]
-        for future in as_completed(futures):
-            keys, y, values = self._gather(future)
-            yield prediction_batch(keys, y, values, ctx.output)
+        with self._on_cluster():
+            blocks = self._blocks(data, ctx, split)
+            if not blocks:
+                return
+            [shared] = self.client.scatter([model], broadcast=True, hash=False)
+            futures = [self.client.submit(_block_outputs, b, shared, ctx.output, pure=False) for b in blocks]
+            for future in as_completed(futures):
+                keys, y, values = self._gather(future)
+                yield prediction_batch(keys, y, values, ctx.output)
 
     def load_model(self, directory: Path, ctx: FitContext) -> EngineModel:
         """Return the model saved by ``save`` (JSON coefficients or xgboost JSON)."""
