@@ -224,15 +224,19 @@ class DaskEngine(Engine):
         """Turn a lost scheduler, cancelled work or unreadable data into one-line errors."""
         from concurrent.futures import CancelledError
 
+        from distributed.comm.core import CommClosedError
+
         try:
             yield
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise DataError(f"data.source: cannot read the data: {_first_line(exc)}") from None
-        except (OSError, TimeoutError, CancelledError) as exc:
-            where = (
-                "engine.address: the Dask scheduler" if self.cluster is None else "the engine's LocalCluster scheduler"
-            )
-            raise EngineError(f"{where} at {self.address} stopped answering ({_first_line(exc)})") from None
+        except Exception as exc:
+            lost = self.client is None or self.client.status != "running"
+            if not (lost or isinstance(exc, ConnectionError | CommClosedError | TimeoutError | CancelledError)):
+                raise
+            where = "engine.address: the Dask scheduler" if self.cluster is None else "the LocalCluster scheduler"
+            why = "connection lost, work cancelled" if isinstance(exc, CancelledError) else _first_line(exc)
+            raise EngineError(f"{where} at {self.address} stopped answering ({why})") from None
 
     # --- data -------------------------------------------------------------------------------
 
