@@ -160,3 +160,15 @@ def test_unknown_engine_option_names_the_key(cli, tmp_path: Path) -> None:
     spec.write_text(json.dumps(base_spec("builtin:breast_cancer", label="target")))
     result = cli("train", spec, "--engine", "dask", "--set", "engine.options.thread=2", "--out", tmp_path / "runs")
     assert result.code == 2 and "engine.options.thread" in result.err
+
+
+def test_tuning_reports_every_trial_with_the_local_engines_scores(dask_address: str, tmp_path: Path) -> None:
+    raw = Scenario("synthetic:higgs", 4000, "logistic_regression", 0.0).spec()
+    raw["tuning"] = {"enabled": True, "method": "grid", "metric": "auc", "space": {"C": [0.01, 1.0]}}
+    local_dir, _ = _train(raw, tmp_path / "local")
+    dask_dir, _ = _train(_on_dask(raw, dask_address), tmp_path / "dask")
+    local = json.loads((local_dir / "tuning.json").read_text())["trials"]
+    dask = json.loads((dask_dir / "tuning.json").read_text())["trials"]
+    assert [t["params"] for t in dask] == [t["params"] for t in local] == [{"C": 0.01}, {"C": 1.0}]
+    for a, b in zip(dask, local, strict=True):
+        assert a["status"] == "ok" and abs(a["score"] - b["score"]) <= 0.002
