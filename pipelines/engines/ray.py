@@ -154,6 +154,7 @@ class RayEngine(Engine):
             raise ConfigError("config error: engine.options.ingest: expected fragments or dataset")
         self._started = False
         self._cpus = 1
+        self._node_cpus = 1
 
     # --- the runtime ---
 
@@ -196,6 +197,9 @@ class RayEngine(Engine):
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
         self._cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        # A worker's CPUs must fit on one node, or its placement group waits forever.
+        node_cpus = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
+        self._node_cpus = max(1, int(max(node_cpus, default=1)))
 
     def on_shutdown(self) -> None:
         """Shut down the Ray instance this engine started or joined."""
@@ -328,8 +332,15 @@ class RayEngine(Engine):
         from pipelines.engines.ray_fit import AllReduce, plan_units
 
         workers = self.workers
-        per_worker = float(self.options.get("cpus_per_worker") or max(1, self._cpus // workers))
         ingest = self.options.get("ingest", "fragments")
+        # Ray Data ingest needs a CPU of its own next to the training workers.
+        spare = self._cpus - (1 if ingest == "dataset" else 0)
+        per_worker = float(self.options.get("cpus_per_worker") or max(1, min(spare // workers, self._node_cpus)))
+        if workers * per_worker > self._cpus or per_worker > self._node_cpus:
+            raise ConfigError(
+                f"config error: engine.workers: {workers} workers x {per_worker:g} CPUs do not fit the Ray cluster"
+                f" ({self._cpus} CPUs, at most {self._node_cpus} on one node)"
+            )
         cfg: dict[str, Any] = {
             "ctx": ctx,
             "plan": data.plan,
@@ -416,6 +427,9 @@ def xgboost_params(ctx: FitContext) -> tuple[dict[str, Any], int]:
     params: dict[str, Any] = {"tree_method": "hist", "seed": ctx.seed}
     params |= {"objective": "binary:logistic"} if k == 2 else {"objective": "multi:softprob", "num_class": k}
     name = ctx.model.name
+    if k > 2 and name in ("random_forest", "decision_tree"):
+        # One tree with a leaf value per class, as a CART tree has, instead of a tree per class.
+        params["multi_strategy"] = "multi_output_tree"
     if name == "xgboost":
         params |= {
             "eta": p["learning_rate"],
