@@ -310,7 +310,8 @@ class DaskEngine(Engine):
         from dask import delayed
 
         made_with = (ctx.preprocessor, ctx.feature_map, ctx.task)
-        if data.made_with != made_with or any(a is not b for a, b in zip(data.made_with, made_with, strict=True)):
+        # Identity, not equality: a FeatureMap holds arrays, and a new object means new blocks.
+        if not data.made_with or any(a is not b for a, b in zip(data.made_with, made_with, strict=True)):
             data.blocks, data.made_with = {}, made_with
         if split not in data.blocks:
             code = SPLIT_NAMES.index(split)
