@@ -1,0 +1,112 @@
+"""The Ray engine against the local reference: same rows, same metrics, reloadable models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.data.schema import make_plan
+from pipelines.errors import ConfigError
+from pipelines.run import train
+from pipelines.spec import build_spec
+from tests.scenarios import FAST
+
+ROWS = 6000
+
+
+def spec(source: str, model: str, engine: str, out: Path, **engine_extra: Any) -> dict[str, Any]:
+    """Return a small spec for ``model`` on ``engine``, the shared scenario's fast parameters."""
+    return {
+        "name": "ray-parity",
+        "seed": 11,
+        "data": {"source": source, "label": "label", "rows": ROWS},
+        "model": {"name": model, "params": FAST.get(model, {})},
+        "engine": {"name": engine, **engine_extra},
+        "output": {"dir": str(out), "report": False},
+    }
+
+
+def metrics(run_dir: Path) -> dict[str, Any]:
+    """Return a run's metrics.json."""
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_row_keys_and_split_match_local(ray_address: str) -> None:
+    from pipelines.engines.local import LocalEngine
+    from pipelines.engines.ray import RayEngine
+
+    job = build_spec(spec("synthetic:higgs", "xgboost", "ray", Path("runs"), address=ray_address))
+    plan = make_plan(job.data, job.seed)
+    local = LocalEngine(job.engine, job.seed).load(plan).table
+    with RayEngine(job.engine, job.seed) as engine:
+        import ray
+
+        table = pa.concat_tables(ray.get(engine.load(plan).dataset.to_arrow_refs()))
+    ours = dict(zip(table["__row_key"].to_pylist(), table["__split"].to_pylist(), strict=True))
+    theirs = dict(zip(local["__row_key"].to_pylist(), local["__split"].to_pylist(), strict=True))
+    assert ours == theirs
+
+
+@pytest.mark.parametrize(
+    ("source", "model", "tolerance"),
+    [
+        ("synthetic:higgs", "logistic_regression", 0.005),
+        ("synthetic:higgs", "xgboost", 0.01),
+        ("synthetic:higgs", "rff_svm", 0.01),
+        ("synthetic:higgs", "naive_bayes", 0.01),
+        ("synthetic:multiclass", "logistic_regression", 0.005),
+        ("synthetic:multiclass", "random_forest", 0.01),
+        ("synthetic:multiclass", "mlp", 0.01),
+    ],
+)
+def test_metrics_match_local(ray_address: str, tmp_path: Path, source: str, model: str, tolerance: float) -> None:
+    # Two training workers, one on each node: the data-parallel path with its all-reduce.
+    ray_run = train(build_spec(spec(source, model, "ray", tmp_path, address=ray_address, workers=2)))
+    local_run = train(build_spec(spec(source, model, "local", tmp_path)))
+    ours, reference = metrics(ray_run), metrics(local_run)
+    assert ours["engine"] == "ray" and ours["rows"] == reference["rows"]
+    assert abs(ours["test"]["auc"] - reference["test"]["auc"]) <= tolerance
+    keys = pq.read_table(ray_run / "predictions.parquet")["row_key"].to_numpy()
+    assert np.array_equal(
+        np.sort(keys), np.sort(pq.read_table(local_run / "predictions.parquet")["row_key"].to_numpy())
+    )
+    manifest = json.loads((ray_run / "model" / "manifest.json").read_text())
+    assert manifest["engine"] == "ray" and manifest["native_files"]
+
+
+def test_predict_reloads_the_saved_model(ray_address: str, tmp_path: Path, cli: Any) -> None:
+    run_dir = train(build_spec(spec("synthetic:higgs", "xgboost", "ray", tmp_path, address=ray_address)))
+    assert (run_dir / "model" / "xgboost.json").is_file()
+    source = make_plan(build_spec(spec("synthetic:higgs", "xgboost", "ray", tmp_path)).data, 11).source.paths[0]
+    out = tmp_path / "scored.parquet"
+    result = cli("predict", run_dir, "--data", source, "--out", out)
+    assert result.code == 0, result.err
+    scored = pq.read_table(out)
+    assert scored.num_rows == ROWS
+    saved = pq.read_table(run_dir / "predictions.parquet").to_pandas().set_index("row_key")
+    again = scored.to_pandas().set_index("row_key").loc[saved.index]
+    assert np.allclose(again["proba_1"], saved["proba_1"], atol=1e-6)
+
+
+def test_unknown_option_is_a_config_error() -> None:
+    from pipelines.engines.ray import RayEngine
+
+    job = build_spec(spec("synthetic:higgs", "xgboost", "ray", Path("runs"), options={"nthreads": 2}))
+    with pytest.raises(ConfigError, match=r"engine.options.nthreads"):
+        RayEngine(job.engine, job.seed)
+
+
+def test_local_ray_trains_without_an_address(tmp_path: Path) -> None:
+    # No engine.address: a fresh local Ray instance, never the running cluster.
+    job = spec("builtin:breast_cancer", "naive_bayes", "ray", tmp_path)
+    job["data"] = {"source": "builtin:breast_cancer", "label": "target"}
+    run_dir = train(build_spec(job))
+    facts = metrics(run_dir)["engine_info"]
+    assert facts["address"] == "local"
+    assert metrics(run_dir)["test"]["auc"] > 0.95
