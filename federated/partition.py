@@ -11,6 +11,7 @@ what each client would send as federated statistics), never on pooled rows.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
@@ -110,10 +111,37 @@ def assign_clients(pool: pa.Table, label: str, spec: FederatedSpec, seed: int) -
         part = fp.NaturalIdPartitioner(PARTITION_KEY)
     part.dataset = dataset
     try:
-        return [np.asarray(part.load_partition(i)["__index"], dtype=np.int64) for i in range(n)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # flwr-datasets warns on each Dirichlet redraw
+            return [np.asarray(part.load_partition(i)["__index"], dtype=np.int64) for i in range(n)]
     except ValueError as exc:
+        if p.scheme == "dirichlet":
+            # Small alpha with few classes: flwr-datasets cannot give every client min_rows rows.
+            labels = np.asarray(pc.dictionary_encode(values).indices.to_numpy(zero_copy_only=False))
+            return partition_dirichlet(labels, n, p.alpha, p.min_rows, seed)
         msg = " ".join(str(exc).split())
         raise ConfigError(f"config error: federated.partition: {p.scheme} cannot split the rows: {msg}") from None
+
+
+def partition_dirichlet(labels: np.ndarray, n: int, alpha: float, min_rows: int, seed: int) -> list[np.ndarray]:
+    """Return per-client row indices: each class split over clients by Dirichlet(alpha) shares,
+    then clients below ``min_rows`` topped up with random rows taken from the largest clients."""
+    rng = np.random.default_rng(seed)
+    owner = np.empty(len(labels), dtype=np.int64)
+    for cls in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == cls))
+        cuts = (np.cumsum(rng.dirichlet(np.full(n, alpha)))[:-1] * len(rows)).astype(int)
+        for client, part in enumerate(np.split(rows, cuts)):
+            owner[part] = client
+    sizes = np.bincount(owner, minlength=n)
+    floor = min(min_rows, len(labels) // n)
+    for client in np.flatnonzero(sizes < floor):
+        while sizes[client] < floor:
+            donor = int(np.argmax(sizes))
+            take = rng.choice(np.flatnonzero(owner == donor), size=min(floor - sizes[client], sizes[donor] - floor), replace=False)
+            owner[take] = client
+            sizes = np.bincount(owner, minlength=n)
+    return [np.flatnonzero(owner == c) for c in range(n)]
 
 
 def federate_data(table: pa.Table, plan: DataPlan, spec: FederatedSpec, seed: int) -> Federation:

@@ -114,3 +114,14 @@ def test_shipped_federated_specs_validate(path: Path) -> None:
 
     spec = load_spec(path)
     assert spec.federated is not None and spec.model.name in ("logistic_regression", "mlp", "linear_svm", "xgboost")
+
+
+def test_dirichlet_fallback_keeps_every_row_once_and_gives_each_client_min_rows() -> None:
+    from federated.partition import partition_dirichlet
+
+    labels = np.random.default_rng(0).integers(0, 2, 20_000)
+    parts = partition_dirichlet(labels, 20, 0.1, 10, seed=42)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(len(labels)))
+    assert min(len(p) for p in parts) >= 10
+    shares = [np.bincount(labels[p], minlength=2).max() / len(p) for p in parts]
+    assert np.mean(shares) > 0.75  # strong label skew
