@@ -138,7 +138,9 @@ def partition_dirichlet(labels: np.ndarray, n: int, alpha: float, min_rows: int,
     for client in np.flatnonzero(sizes < floor):
         while sizes[client] < floor:
             donor = int(np.argmax(sizes))
-            take = rng.choice(np.flatnonzero(owner == donor), size=min(floor - sizes[client], sizes[donor] - floor), replace=False)
+            take = rng.choice(
+                np.flatnonzero(owner == donor), size=min(floor - sizes[client], sizes[donor] - floor), replace=False
+            )
             owner[take] = client
             sizes = np.bincount(owner, minlength=n)
     return [np.flatnonzero(owner == c) for c in range(n)]
