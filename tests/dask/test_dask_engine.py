@@ -23,18 +23,18 @@ from tests.scenarios import Scenario
 
 # Smaller than the shared FAST settings: the same models, a 2-core machine, a 5-minute budget.
 PARAMS = {
-    "random_forest": {"n_estimators": 30, "max_depth": 8},
-    "gbt": {"n_estimators": 40},
-    "xgboost": {"n_estimators": 50},
+    "random_forest": {"n_estimators": 15, "max_depth": 6},
+    "gbt": {"n_estimators": 20},
+    "xgboost": {"n_estimators": 25},
     "decision_tree": {"max_depth": 6},
-    "rff_svm": {"n_components": 150},
-    "nystroem_svm": {"n_components": 150},
+    "rff_svm": {"n_components": 100},
+    "nystroem_svm": {"n_components": 100},
 }
 # Dask's random forest and decision tree are xgboost trees, not scikit-learn's CART: another
 # algorithm, held to "no worse than local by more than 0.01" rather than "within 0.01".
 ONE_SIDED = {"random_forest", "decision_tree"}
 CASES = [
-    Scenario(source, 5000, model, 0.0, params=PARAMS.get(model, {}))
+    Scenario(source, 4000, model, 0.0, params=PARAMS.get(model, {}))
     for source in ("synthetic:higgs", "synthetic:multiclass")
     for model in DaskEngine.MODELS
 ]
@@ -42,6 +42,9 @@ CASES = [
 
 def _train(raw: dict, tmp: Path) -> tuple[Path, dict]:
     raw = json.loads(json.dumps(raw))
+    if raw["engine"]["name"] == "local":
+        # One thread: the same model, and no OpenMP threads waiting on each other on a busy machine.
+        raw["engine"]["workers"] = 1
     raw["output"] = {**raw.get("output", {}), "dir": str(tmp / "runs"), "report": False}
     run_dir = train(build_spec(raw), Progress(quiet=True))
     return run_dir, json.loads((run_dir / "metrics.json").read_text())
@@ -101,9 +104,9 @@ def test_row_keys_and_split_equal_the_local_engine_on_parquet_and_csv(dask_addre
 def test_predict_reloads_the_saved_model_and_reproduces_the_test_predictions(
     dask_address: str, tmp_path: Path, cli
 ) -> None:
-    for model in ("xgboost", "rff_svm", "naive_bayes"):
+    for model in ("xgboost", "rff_svm"):
         raw = _on_dask(
-            Scenario("synthetic:multiclass", 3000, model, 0.0, params=PARAMS.get(model, {})).spec(), dask_address
+            Scenario("synthetic:multiclass", 2000, model, 0.0, params=PARAMS.get(model, {})).spec(), dask_address
         )
         run_dir, _ = _train(raw, tmp_path / model)
         out = tmp_path / f"{model}.parquet"
