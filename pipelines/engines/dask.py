@@ -46,7 +46,7 @@ THREADS_PER_WORKER = 1
 OPTIONS = {
     "threads_per_worker": "threads per LocalCluster worker (default 1; workers default to cores / threads)",
     "memory_limit": "memory per LocalCluster worker, e.g. '4GiB' (default: RAM / workers)",
-    "timeout": "seconds to wait for the scheduler to answer (connect, and each result) (default 60)",
+    "timeout": "seconds to reach the scheduler, and to wait for a lost one to come back (default 60)",
     "partitions": "partitions to spread the rows over (default: at least one per worker thread)",
 }
 QUIET_LOGGERS = ("distributed", "distributed.client", "distributed.core", "distributed.comm", "distributed.worker")
@@ -134,6 +134,10 @@ class DaskEngine(Engine):
             raise ConfigError(
                 f"config error: engine.options.{unknown[0]}: unknown option for dask (allowed: {', '.join(OPTIONS)})"
             )
+        for key in ("threads_per_worker", "partitions", "timeout"):
+            value = spec.options.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
+                raise ConfigError(f"config error: engine.options.{key}: expected a positive number, got {value!r}")
         self.timeout = float(spec.options.get("timeout", 60))
         self.client: Any = None
         self.cluster: Any = None
@@ -156,9 +160,18 @@ class DaskEngine(Engine):
             try:
                 self.client = Client(self.spec.address, timeout=self.timeout)
             except (OSError, TimeoutError) as exc:
+                self.on_shutdown()
                 raise EngineError(
                     f"engine.address: cannot reach the Dask scheduler at {self.spec.address}"
                     f" within {self.timeout:g}s ({_first_line(exc)})"
+                ) from None
+            try:
+                self.client.wait_for_workers(1, timeout=self.timeout)
+            except TimeoutError:
+                self.on_shutdown()  # __exit__ does not run when __enter__ fails
+                raise EngineError(
+                    f"engine.address: the Dask scheduler at {self.spec.address} has no workers"
+                    f" (none joined within {self.timeout:g}s)"
                 ) from None
             return
         threads = int(self.spec.options.get("threads_per_worker") or THREADS_PER_WORKER)

@@ -175,3 +175,10 @@ def test_tuning_reports_every_trial_with_the_local_engines_scores(dask_address: 
     assert [t["params"] for t in dask] == [t["params"] for t in local] == [{"C": 0.01}, {"C": 1.0}]
     for a, b in zip(dask, local, strict=True):
         assert a["status"] == "ok" and abs(a["score"] - b["score"]) <= 0.002
+
+
+def test_a_bad_engine_option_value_names_the_key(cli, tmp_path: Path) -> None:
+    spec = tmp_path / "job.yaml"
+    spec.write_text(json.dumps(base_spec("builtin:breast_cancer", label="target")))
+    result = cli("train", spec, "--engine", "dask", "--set", "engine.options.timeout=-1", "--out", tmp_path / "runs")
+    assert result.code == 2 and "engine.options.timeout" in result.err
