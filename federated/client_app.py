@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -39,19 +39,27 @@ def load_client(directory: str, client: int) -> dict[str, np.ndarray]:
         return {k: f[k] for k in f.files}
 
 
+def _arrays(msg: Message) -> ArrayRecord:
+    return cast(ArrayRecord, msg.content["arrays"])
+
+
+def _model_bytes(msg: Message) -> bytes:
+    return bytes(cast(Any, _arrays(msg)["0"]).numpy().tobytes())
+
+
 def _setup(msg: Message, context: Context) -> tuple[ConfigRecord, int, dict[str, Any], dict[str, np.ndarray]]:
-    config = msg.content["config"]
-    client = int(context.node_config["partition-id"])
+    config = cast(ConfigRecord, msg.content["config"])
+    client = int(cast(int, context.node_config["partition-id"]))
     directory = str(config["partitions-dir"])
     meta = load_meta(directory)
-    server_round = int(config["server-round"])
+    server_round = int(cast(int, config["server-round"]))
     if client in meta["fail_clients"] and server_round in meta["fail_rounds"]:
         raise InjectedClientFailure(f"client {client} fails in round {server_round} (federated.fail_clients)")
     return config, client, meta, load_client(directory, client)
 
 
 def _reply(msg: Message, arrays: ArrayRecord | None, metrics: dict[str, float]) -> Message:
-    content = RecordDict({"metrics": MetricRecord(metrics)})
+    content = RecordDict({"metrics": MetricRecord(cast(Any, metrics))})
     if arrays is not None:
         content["arrays"] = arrays
     return Message(content=content, reply_to=msg)
@@ -62,13 +70,13 @@ def train(msg: Message, context: Context) -> Message:
     """Train on the client's train rows from the global model; reply with the new model."""
     config, client, meta, data = _setup(msg, context)
     x, y, w = data["x_train"], data["y_train"], data["w_train"]
-    server_round = int(config["server-round"])
+    server_round = int(cast(int, config["server-round"]))
     seed = meta["seed"] * 100_003 + client * 1_009 + server_round
     if meta["model"] == "xgboost":
-        arrays, loss = _train_xgboost(msg.content["arrays"], x, y, w, meta, seed)
+        arrays, loss = _train_xgboost(_model_bytes(msg), x, y, w, meta, seed)
     else:
         spec = NetSpec.from_dict(meta["net"])
-        start = msg.content["arrays"].to_numpy_ndarrays()
+        start = _arrays(msg).to_numpy_ndarrays()
         params, loss = train_local(
             spec,
             start,
@@ -78,7 +86,7 @@ def train(msg: Message, context: Context) -> Message:
             epochs=meta["local_epochs"],
             batch_size=meta["batch_size"],
             lr=meta["learning_rate"],
-            mu=float(config.get("proximal-mu", 0.0)),
+            mu=float(cast(float, config.get("proximal-mu", 0.0))),
             seed=seed,
         )
         arrays = ArrayRecord(params)
@@ -86,11 +94,10 @@ def train(msg: Message, context: Context) -> Message:
 
 
 def _train_xgboost(
-    arrays: ArrayRecord, x: np.ndarray, y: np.ndarray, w: np.ndarray, meta: dict[str, Any], seed: int
+    global_model: bytes, x: np.ndarray, y: np.ndarray, w: np.ndarray, meta: dict[str, Any], seed: int
 ) -> tuple[ArrayRecord, float]:
     import xgboost
 
-    global_model = arrays["0"].numpy().tobytes()
     params = xgb_params(meta["params"], meta["n_classes"], seed)
     dtrain = xgboost.DMatrix(x, label=y, weight=w)
     local_rounds = meta["local_epochs"]
@@ -118,12 +125,12 @@ def evaluate(msg: Message, context: Context) -> Message:
     if meta["model"] == "xgboost":
         from federated.models import xgb_outputs
 
-        proba = xgb_outputs(msg.content["arrays"]["0"].numpy().tobytes(), x, meta["n_classes"])
+        proba = xgb_outputs(_model_bytes(msg), x, meta["n_classes"])
         loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, None))))
         pred = proba.argmax(axis=1)
     else:
         spec = NetSpec.from_dict(meta["net"])
-        params = msg.content["arrays"].to_numpy_ndarrays()
+        params = _arrays(msg).to_numpy_ndarrays()
         loss, _ = loss_and_grad(spec, params, x.astype(np.float64), y, w.astype(np.float64))
         values = outputs(spec, params, x.astype(np.float64))
         pred = (values > 0).astype(int) if values.ndim == 1 else values.argmax(axis=1)

@@ -117,7 +117,8 @@ def assign_clients(pool: pa.Table, label: str, spec: FederatedSpec, seed: int) -
     except ValueError as exc:
         if p.scheme == "dirichlet":
             # Small alpha with few classes: flwr-datasets cannot give every client min_rows rows.
-            labels = np.asarray(pc.dictionary_encode(values).indices.to_numpy(zero_copy_only=False))
+            encoded = pc.dictionary_encode(values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values)
+            labels = np.asarray(encoded.indices.to_numpy(zero_copy_only=False))
             return partition_dirichlet(labels, n, p.alpha, p.min_rows, seed)
         msg = " ".join(str(exc).split())
         raise ConfigError(f"config error: federated.partition: {p.scheme} cannot split the rows: {msg}") from None
@@ -134,8 +135,8 @@ def partition_dirichlet(labels: np.ndarray, n: int, alpha: float, min_rows: int,
         for client, part in enumerate(np.split(rows, cuts)):
             owner[part] = client
     sizes = np.bincount(owner, minlength=n)
-    floor = min(min_rows, len(labels) // n)
-    for client in np.flatnonzero(sizes < floor):
+    floor = int(min(min_rows, len(labels) // n))
+    for client in np.flatnonzero(sizes < floor).tolist():
         while sizes[client] < floor:
             donor = int(np.argmax(sizes))
             take = rng.choice(
@@ -182,7 +183,7 @@ def write_client_files(federation: Federation, directory: Path, weights: np.ndar
             arrays[f"y_{name}"] = y
             arrays[f"w_{name}"] = (weights[y] if weights is not None else np.ones(len(y))).astype(np.float32)
         path = directory / f"client-{c.client:04d}.npz"
-        np.savez(path, **arrays)
+        np.savez(path, **arrays)  # type: ignore[arg-type]
         paths.append(path)
     return paths
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
@@ -67,7 +67,9 @@ class History:
 
 
 def _client_ids(replies: list[Message]) -> list[int]:
-    return sorted(int(m.content["metrics"]["client"]) for m in replies if not m.has_error())
+    return sorted(
+        int(cast(int, cast(MetricRecord, m.content["metrics"])["client"])) for m in replies if not m.has_error()
+    )
 
 
 def _payload_bytes(content: RecordDict) -> int:
@@ -178,7 +180,7 @@ def make_strategy(fed: FederatedSpec, model: str) -> fs.Strategy:
     else:
         cls = fs.FedXgbCyclic
     strategy = _recording(cls)(**common, **extra)
-    strategy.history = History()
+    strategy.history = History()  # type: ignore[attr-defined]
     return strategy
 
 
@@ -194,7 +196,7 @@ def run_rounds(grid: Grid, job: FederatedJob) -> tuple[ArrayRecord, History]:
         rec.centralized_evaluation = job.centralized_metrics(arrays)
         rec.duration_s = time.perf_counter() - rec.started
         job.progress.note(f"round {server_round}/{fed.rounds}: " + _shown(rec))
-        return MetricRecord(rec.centralized_evaluation)
+        return MetricRecord(cast(Any, rec.centralized_evaluation))
 
     config = ConfigRecord({"partitions-dir": str(job.partitions_dir)})
     result = strategy.start(
@@ -226,4 +228,3 @@ def main(grid: Grid, context: Context) -> None:
     overrides = [s for s in str(context.run_config.get("overrides", "")).split(";") if s.strip()]
     run_dir = run_job(spec_path, overrides, lambda job: run_rounds(grid, job))
     print(f"run directory: {run_dir.resolve()}", flush=True)
-

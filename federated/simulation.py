@@ -200,7 +200,7 @@ def federate(spec: JobSpec, progress: Progress | None = None) -> Path:
             server_app=server,
             client_app=client_app,
             num_supernodes=job.fed.clients,
-            backend_config=backend_config(job.fed),  # type: ignore[arg-type]
+            backend_config=backend_config(job.fed),
         )
         if "result" not in outcome:
             raise RuntimeError("the Flower simulation ended without a result")

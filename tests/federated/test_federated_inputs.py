@@ -117,7 +117,18 @@ def test_shipped_federated_specs_validate(path: Path) -> None:
 
 
 def test_dirichlet_fallback_keeps_every_row_once_and_gives_each_client_min_rows() -> None:
-    from federated.partition import partition_dirichlet
+    from federated.partition import federate_data, partition_dirichlet
+
+    spec = build_spec(
+        {
+            "data": {"source": "synthetic:higgs", "rows": 5000},
+            "model": {"name": "logistic_regression"},
+            "federated": {"clients": 20, "partition": {"scheme": "dirichlet", "alpha": 0.1}},
+        }
+    )
+    plan = make_plan(spec.data, spec.seed)
+    fed = federate_data(LocalEngine(spec.engine).load(plan).table, plan, spec.federated, spec.seed)
+    assert min(c.table.num_rows for c in fed.clients) >= 10
 
     labels = np.random.default_rng(0).integers(0, 2, 20_000)
     parts = partition_dirichlet(labels, 20, 0.1, 10, seed=42)
