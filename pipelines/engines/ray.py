@@ -155,6 +155,7 @@ class RayEngine(Engine):
         self._started = False
         self._cpus = 1
         self._node_cpus = 1
+        self.last_fit: dict[str, Any] = {}  # the last training run's final report (rounds, resumed_from)
 
     # --- the runtime ---
 
@@ -227,6 +228,7 @@ class RayEngine(Engine):
             "workers": self.workers,
             "ingest": self.options.get("ingest", "fragments"),
             "ray": ray.__version__,
+            "last_fit": self.last_fit,
         }
 
     @property
@@ -378,6 +380,7 @@ class RayEngine(Engine):
                     loop, train_loop_config=cfg, scaling_config=scaling, run_config=run_config, datasets=datasets
                 )
             result = self._run(f"training {ctx.model.name}", trainer.fit)
+            self.last_fit = dict(result.metrics or {})
             if result.checkpoint is None:
                 raise EngineError(f"ray: training {ctx.model.name} ended without a checkpoint")
             with result.checkpoint.as_directory() as directory:

@@ -142,14 +142,16 @@ def restored(name: str) -> bytes | None:
 
 
 def maybe_fail(cfg: dict[str, Any], progress: int) -> None:
-    """Kill this worker once, at ``progress``, when a test asks to (the fault-tolerance test)."""
+    """SIGKILL this worker process once, at ``progress``, when asked to (the fault-tolerance test)."""
     marker = cfg.get("fail_at")
     if marker and progress == marker["at"] and not os.path.exists(marker["flag"]):
+        import signal
+
         import ray.train
 
         if ray.train.get_context().get_world_rank() == marker.get("rank", 0):
             Path(marker["flag"]).write_text(str(os.getpid()))
-            os._exit(1)
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 # --- xgboost ---
@@ -180,7 +182,7 @@ def xgboost_loop(cfg: dict[str, Any]) -> None:
             return False
 
     booster = xgboost.train(params, dtrain, rounds - done, xgb_model=booster, callbacks=[Checkpoints()])
-    report({"round": rounds}, {"model.json": bytes(booster.save_raw("json"))})
+    report({"round": rounds, "resumed_from": done}, {"model.json": bytes(booster.save_raw("json"))})
 
 
 # --- numpy data parallelism ---
@@ -292,7 +294,10 @@ def linear_loop(cfg: dict[str, Any]) -> None:
         callback=checkpoint,
         options={"maxiter": int(p["max_iter"]), "gtol": float(p["tol"]), "maxfun": 15000},
     )
-    report({"iteration": int(result.nit)}, {"weights.npy": result.x.astype(np.float64).tobytes()})
+    report(
+        {"iteration": int(result.nit), "resumed_from": getattr(checkpoint, "count", 0) if previous else 0},
+        {"weights.npy": result.x.astype(np.float64).tobytes()},
+    )
 
 
 def mlp_loop(cfg: dict[str, Any]) -> None:
@@ -353,7 +358,8 @@ def mlp_loop(cfg: dict[str, Any]) -> None:
         maybe_fail(cfg, epoch + 1)
         if cfg["every"] and (epoch + 1) % cfg["every"] == 0 and epoch + 1 < int(p["max_iter"]):
             report({"epoch": epoch + 1}, {"mlp.npz": _mlp_state(params, m, v, epoch + 1, t)})
-    report({"epoch": int(p["max_iter"])}, {"mlp.npz": _mlp_state(params, m, v, int(p["max_iter"]), t)})
+    state = _mlp_state(params, m, v, int(p["max_iter"]), t)
+    report({"epoch": int(p["max_iter"]), "resumed_from": start_epoch}, {"mlp.npz": state})
 
 
 def _mlp_state(params: list[np.ndarray], m: list[np.ndarray], v: list[np.ndarray], epoch: int, t: int) -> bytes:
