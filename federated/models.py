@@ -227,6 +227,9 @@ def xgb_params(model_params: dict[str, Any], n_classes: int, seed: int) -> dict[
         "min_child_weight": p["min_child_weight"],
         "max_bin": p["max_bin"],
         "tree_method": "hist",
+        # A fixed intercept: xgboost would estimate it from each client's labels, and a client
+        # holding one class (label skew) would give the whole ensemble an infinite margin.
+        "base_score": 0.5,
         "nthread": 1,
         "seed": seed,
     }

@@ -136,3 +136,24 @@ def test_dirichlet_fallback_keeps_every_row_once_and_gives_each_client_min_rows(
     assert min(len(p) for p in parts) >= 10
     shares = [np.bincount(labels[p], minlength=2).max() / len(p) for p in parts]
     assert np.mean(shares) > 0.75  # strong label skew
+
+
+def test_xgboost_bagging_survives_a_client_holding_one_class() -> None:
+    from flwr.serverapp.strategy.strategy_utils import aggregate_bagging
+
+    from federated.client_app import _train_xgboost
+    from federated.models import xgb_outputs
+    from pipelines.models.catalog import get_model
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int32)
+    meta = {"params": get_model("xgboost").resolve_params({}), "n_classes": 2, "local_epochs": 1}
+    meta["strategy"] = "fedxgb_bagging"
+    w = np.ones(200, np.float32)
+    one_class, _ = _train_xgboost(b"", x[:200], np.ones(200, np.int32), w, meta, seed=1)
+    mixed, _ = _train_xgboost(b"", x[200:], y[200:], w, meta, seed=2)
+    model = aggregate_bagging(b"", one_class["0"].numpy().tobytes())
+    model = aggregate_bagging(model, mixed["0"].numpy().tobytes())
+    p = xgb_outputs(model, x, 2)[:, 1]
+    assert np.isfinite(p).all() and p[y == 1].mean() > p[y == 0].mean() + 0.05
