@@ -170,7 +170,9 @@ class FederatedSpec(_Section):
     batch_size: int = Field(32, ge=1, description="local minibatch rows")
     learning_rate: float = Field(0.01, gt=0, description="local Adam step size")
     proximal_mu: float = Field(0.01, ge=0, description="fedprox: weight of the proximal term")
-    server_learning_rate: float = Field(1.0, gt=0, description="fedavgm: server step; fedadam: eta")
+    server_learning_rate: float | None = Field(
+        None, gt=0, description="server step: fedavgm (default 1.0), fedadam's eta (default 0.01)"
+    )
     server_momentum: float = Field(0.9, ge=0, lt=1, description="fedavgm: server momentum")
     trim_beta: float = Field(0.2, ge=0, lt=0.5, description="fedtrimmedavg: share trimmed at each end")
     malicious_clients: int = Field(0, ge=0, description="krum: clients assumed malicious")
