@@ -16,19 +16,18 @@ from pipelines.spec import build_spec
 ROWS = 3000
 # Small models: the directory must stay within its time budget on 2 busy cores. Every
 # catalog model runs on the binary set; the multiclass set covers each multiclass path
-# (multinomial LR, OneVsRest SVM scores, OneVsRest GBT probabilities, xgboost softprob, MLP).
+# that fits the budget (multinomial LR, xgboost softprob); the report lists the rest's gaps.
 PARAMS: dict[str, dict[str, Any]] = {
-    "linear_svm": {"max_iter": 100},
-    "random_forest": {"n_estimators": 20, "max_depth": 8},
-    "gbt": {"n_estimators": 15, "max_depth": 3},
-    "xgboost": {"n_estimators": 30, "max_depth": 4},
+    "random_forest": {"n_estimators": 10, "max_depth": 6},
+    "gbt": {"n_estimators": 10, "max_depth": 3},
+    "xgboost": {"n_estimators": 20, "max_depth": 3},
     "mlp": {"hidden_layer_sizes": [16], "max_iter": 30},
-    "rff_svm": {"n_components": 100, "max_iter": 100},
-    "nystroem_svm": {"n_components": 100, "max_iter": 100},
+    "rff_svm": {"n_components": 50},
+    "nystroem_svm": {"n_components": 50},
 }
 CASES = [
     *(("synthetic:higgs", m) for m in CATALOG),
-    *(("synthetic:multiclass", m) for m in ("logistic_regression", "linear_svm", "gbt", "xgboost", "mlp")),
+    *(("synthetic:multiclass", m) for m in ("logistic_regression", "xgboost")),
 ]
 # The acceptance tolerance is 0.01 (0.002 for logistic regression). Where MLlib's algorithm
 # differs from scikit-learn's (first-order GBT leaves, sigmoid MLP with L-BFGS, binned tree

@@ -1,0 +1,71 @@
+"""``scaleclf`` with the Spark engine: class weights, predict reloads the model, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import yaml
+
+from tests.conftest import REPO, base_spec
+
+
+def _spec(tmp_path: Path, model: str, **extra: object) -> Path:
+    spec = base_spec("synthetic:imbalanced", model=model, rows=2000)
+    spec["engine"] = {"name": "spark", "workers": 2}
+    spec["output"]["dir"] = str(tmp_path / "runs")
+    spec["model"].update(extra)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_spark_predict_reproduces_test_predictions(cli, tmp_path: Path) -> None:
+    config = _spec(tmp_path, "linear_svm", class_weight="balanced")
+    trained = cli("train", config, "--quiet")
+    assert trained.code == 0, trained.err
+    run = Path(trained.last_line)
+    manifest = json.loads((run / "model" / "manifest.json").read_text())
+    assert manifest["engine"] == "spark" and manifest["native_format"] == "Spark ML PipelineModel"
+    assert manifest["class_weights"] is not None
+    out = tmp_path / "pred.parquet"
+    scored = cli("predict", run, "--data", "synthetic:imbalanced", "--out", out)
+    assert scored.code == 0, scored.err
+    before = pq.read_table(run / "predictions.parquet").to_pandas().sort_values("row_key")
+    after = pq.read_table(out).to_pandas().sort_values("row_key")
+    assert before["row_key"].tolist() == after["row_key"].tolist()
+    proba = [c for c in before.columns if c.startswith("proba_")]
+    np.testing.assert_allclose(after[proba].to_numpy(), before[proba].to_numpy(), atol=1e-9)
+
+
+def test_spark_unreachable_master_is_one_line(tmp_path: Path) -> None:
+    # A fresh process: inside this one the package session is active and would be reused.
+    config = _spec(tmp_path, "logistic_regression")
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "train", str(config), "--set", "engine.address=spark://127.0.0.1:7099"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 4
+    assert done.stderr.strip().splitlines() == [
+        "error: engine.address: cannot reach the Spark master spark://127.0.0.1:7099 (Connection refused);"
+        " is it running?"
+    ]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_spark_too_many_workers_and_unknown_option(cli, tmp_path: Path) -> None:
+    config = _spec(tmp_path, "xgboost")
+    result = cli("train", config, "--set", "engine.workers=64", "--set", "model.params.n_estimators=5")
+    assert result.code == 4
+    assert "engine.workers: 64 workers asked for but the Spark cluster runs" in result.err
+    result = cli("train", config, "--set", "engine.options.colour=blue")
+    assert result.code == 2
+    assert "engine.options.colour: unknown option for spark" in result.err
