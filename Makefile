@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --disable-pip-version-check -q -c requirements.lock
 CLI    := $(VENV)/bin/scaleclf
 
-.PHONY: install install-core run test bench lint typecheck lock clean
+.PHONY: install install-core run test bench lint typecheck lock clean spark-package
 
 # The core install (local engine, CLI, report) is enough for the quickstart; `install` adds
 # Spark, Dask, Ray, Flower, MLflow and the dev tools that the test suite uses.
@@ -37,6 +37,10 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy
+
+# --py-files zip of our code (+ a venv-pack archive for --archives when venv-pack is installed).
+spark-package: install
+	infra/spark/package.sh
 
 lock: install
 	{ echo "# Transitive pins for a reproducible install: make install uses this file as pip constraints."; \
