@@ -157,3 +157,19 @@ def test_xgboost_bagging_survives_a_client_holding_one_class() -> None:
     model = aggregate_bagging(model, mixed["0"].numpy().tobytes())
     p = xgb_outputs(model, x, 2)[:, 1]
     assert np.isfinite(p).all() and p[y == 1].mean() > p[y == 0].mean() + 0.05
+
+
+def test_fedprox_term_keeps_local_training_near_the_global_model() -> None:
+    from federated.models import net_spec, train_local
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(np.int32)
+    spec = net_spec("logistic_regression", {"C": 1.0}, 4, 2, 300)
+    start = spec.init(0)
+
+    def drift(mu: float) -> float:
+        params, _ = train_local(spec, start, x, y, np.ones(300), epochs=5, batch_size=16, lr=0.05, mu=mu, seed=1)
+        return float(sum(np.sum((p - s) ** 2) for p, s in zip(params, start, strict=True)))
+
+    assert drift(10.0) < 0.5 * drift(0.0)
