@@ -171,6 +171,7 @@ class RayEngine(Engine):
         if ray.is_initialized():
             pass  # a driver started by `ray job submit` (jobs/ray_train.py) already joined its cluster
         elif self.spec.address:
+            _check_reachable(self.spec.address)
             try:
                 ray.init(address=self.spec.address, **common)
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -416,6 +417,20 @@ class RayEngine(Engine):
     def load_model(self, directory: Path, ctx: FitContext) -> EngineModel:
         """Return the model saved by ``save`` (xgboost JSON or numpy weights)."""
         return load_ray_model(directory, ctx.model.name, ctx.task.n_classes)
+
+
+def _check_reachable(address: str) -> None:
+    """Raise an EngineError naming ``address`` when nothing listens there (ray.init would retry for minutes)."""
+    import socket
+
+    if address in ("auto", "local") or ("://" in address and not address.startswith("ray://")):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=5):
+            return
+    except (OSError, ValueError) as exc:
+        raise EngineError(f"engine.address: cannot reach the Ray cluster at {address}: {exc}") from None
 
 
 def _collect(ds: Any) -> list[pa.Table]:

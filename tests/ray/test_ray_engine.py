@@ -92,3 +92,12 @@ def test_local_ray_trains_without_an_address(tmp_path: Path) -> None:
     facts = metrics(run_dir)["engine_info"]
     assert facts["address"] == "local"
     assert metrics(run_dir)["test"]["auc"] > 0.95
+
+
+def test_unreachable_address_is_one_line_and_no_run_directory(tmp_path: Path, cli: Any) -> None:
+    config = tmp_path / "spec.yaml"
+    config.write_text("name: x\ndata: {source: 'builtin:breast_cancer', label: target}\nmodel: {name: xgboost}\n")
+    result = cli("train", config, "--engine", "ray", "--set", "engine.address=127.0.0.1:6391", "--out", tmp_path / "r")
+    assert result.code == 4
+    assert "engine.address" in result.err and "127.0.0.1:6391" in result.err and "Traceback" not in result.err
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
