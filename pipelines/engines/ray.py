@@ -237,6 +237,19 @@ class RayEngine(Engine):
         """Return the number of Ray Train workers: ``engine.workers`` or one per... one."""
         return int(self.spec.workers or 1)
 
+    def cpus_per_worker(self) -> float:
+        """Return the CPUs each training worker asks for, or refuse workers that cannot fit."""
+        workers = self.workers
+        # Ray Data ingest needs a CPU of its own next to the training workers.
+        spare = self._cpus - (1 if self.options.get("ingest") == "dataset" else 0)
+        per_worker = float(self.options.get("cpus_per_worker") or max(1, min(spare // workers, self._node_cpus)))
+        if workers * per_worker > self._cpus or per_worker > self._node_cpus:
+            raise ConfigError(
+                f"config error: engine.workers: {workers} workers x {per_worker:g} CPUs do not fit the Ray cluster"
+                f" ({self._cpus} CPUs, at most {self._node_cpus} on one node)"
+            )
+        return per_worker
+
     def _run(self, what: str, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
@@ -336,14 +349,7 @@ class RayEngine(Engine):
 
         workers = self.workers
         ingest = self.options.get("ingest", "fragments")
-        # Ray Data ingest needs a CPU of its own next to the training workers.
-        spare = self._cpus - (1 if ingest == "dataset" else 0)
-        per_worker = float(self.options.get("cpus_per_worker") or max(1, min(spare // workers, self._node_cpus)))
-        if workers * per_worker > self._cpus or per_worker > self._node_cpus:
-            raise ConfigError(
-                f"config error: engine.workers: {workers} workers x {per_worker:g} CPUs do not fit the Ray cluster"
-                f" ({self._cpus} CPUs, at most {self._node_cpus} on one node)"
-            )
+        per_worker = self.cpus_per_worker()
         cfg: dict[str, Any] = {
             "ctx": ctx,
             "plan": data.plan,
@@ -417,6 +423,19 @@ class RayEngine(Engine):
     def load_model(self, directory: Path, ctx: FitContext) -> EngineModel:
         """Return the model saved by ``save`` (xgboost JSON or numpy weights)."""
         return load_ray_model(directory, ctx.model.name, ctx.task.n_classes)
+
+    def tune(
+        self,
+        data: Any,
+        ctx: FitContext,
+        tuning: Any,
+        score: Callable[[EngineModel, FitContext], dict[str, Any]],
+        on_trial: Callable[[Any], None] | None = None,
+    ) -> tuple[EngineModel, FitContext, list[Any]] | None:
+        """Schedule the shared trials with Ray Tune (ASHA); see ``pipelines.engines.ray_tune``."""
+        from pipelines.engines.ray_tune import tune_on_ray
+
+        return tune_on_ray(self, data, ctx, tuning, score, on_trial)
 
 
 def _check_reachable(address: str) -> None:
