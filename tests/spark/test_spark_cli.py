@@ -25,7 +25,7 @@ def _spec(tmp_path: Path, model: str, **extra: object) -> Path:
 
 
 def test_spark_predict_reproduces_test_predictions(cli, tmp_path: Path) -> None:
-    config = _spec(tmp_path, "linear_svm", class_weight="balanced")
+    config = _spec(tmp_path, "linear_svm", class_weight="balanced", params={"max_iter": 50})
     trained = cli("train", config, "--quiet")
     assert trained.code == 0, trained.err
     run = Path(trained.last_line)
