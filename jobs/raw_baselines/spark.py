@@ -25,31 +25,53 @@ from pyspark.sql import types as T
 def estimator(name, p, seed, n, k, workers):
     reg = 1.0 / (p.get("C", 1.0) * n)
     if name == "logistic_regression":
-        return mc.LogisticRegression(regParam=reg, maxIter=p["max_iter"], tol=min(p["tol"], 1e-6), standardization=False)
+        return mc.LogisticRegression(
+            regParam=reg, maxIter=p["max_iter"], tol=min(p["tol"], 1e-6), standardization=False
+        )
     if name == "linear_svm":
         svm = mc.LinearSVC(regParam=reg, maxIter=p["max_iter"], tol=min(p["tol"], 1e-6), standardization=False)
         return svm if k == 2 else mc.OneVsRest(classifier=svm, parallelism=workers)
     if name == "naive_bayes":
         return mc.NaiveBayes(modelType="gaussian")
     if name == "decision_tree":
-        return mc.DecisionTreeClassifier(maxDepth=p["max_depth"], minInstancesPerNode=p["min_samples_leaf"], maxBins=256, seed=seed)
+        return mc.DecisionTreeClassifier(
+            maxDepth=p["max_depth"], minInstancesPerNode=p["min_samples_leaf"], maxBins=256, seed=seed
+        )
     if name == "random_forest":
         return mc.RandomForestClassifier(
-            numTrees=p["n_estimators"], maxDepth=p["max_depth"], minInstancesPerNode=p["min_samples_leaf"],
-            featureSubsetStrategy=p["max_features"], maxBins=256, seed=seed,
+            numTrees=p["n_estimators"],
+            maxDepth=p["max_depth"],
+            minInstancesPerNode=p["min_samples_leaf"],
+            featureSubsetStrategy=p["max_features"],
+            maxBins=256,
+            seed=seed,
         )
     if name == "gbt":
-        gbt = mc.GBTClassifier(maxIter=p["n_estimators"], stepSize=p["learning_rate"], maxDepth=p["max_depth"],
-                               minInstancesPerNode=p["min_samples_leaf"], maxBins=256, seed=seed)
+        gbt = mc.GBTClassifier(
+            maxIter=p["n_estimators"],
+            stepSize=p["learning_rate"],
+            maxDepth=p["max_depth"],
+            minInstancesPerNode=p["min_samples_leaf"],
+            maxBins=256,
+            seed=seed,
+        )
         return gbt if k == 2 else mc.OneVsRest(classifier=gbt, parallelism=workers)
     if name == "xgboost":
         from xgboost.spark import SparkXGBClassifier
 
         return SparkXGBClassifier(
-            num_workers=workers, n_estimators=p["n_estimators"], learning_rate=p["learning_rate"],
-            max_depth=p["max_depth"], subsample=p["subsample"], colsample_bytree=p["colsample_bytree"],
-            reg_lambda=p["reg_lambda"], min_child_weight=p["min_child_weight"], max_bin=p["max_bin"],
-            tree_method="hist", random_state=seed, verbose=False,
+            num_workers=workers,
+            n_estimators=p["n_estimators"],
+            learning_rate=p["learning_rate"],
+            max_depth=p["max_depth"],
+            subsample=p["subsample"],
+            colsample_bytree=p["colsample_bytree"],
+            reg_lambda=p["reg_lambda"],
+            min_child_weight=p["min_child_weight"],
+            max_bin=p["max_bin"],
+            tree_method="hist",
+            random_state=seed,
+            verbose=False,
         )
     raise SystemExit(f"raw spark baseline: no raw MLlib baseline for {name}")
 
@@ -62,9 +84,13 @@ def main():
     master = args["address"] or f"local[{workers}]"
     builder = SparkSession.builder.master(master).appName("raw-mllib")
     conf = {
-        "spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1", "spark.ui.enabled": "false",
-        "spark.ui.showConsoleProgress": "false", "spark.local.dir": tempfile.mkdtemp(prefix="raw-spark-"),
-        "spark.sql.execution.arrow.pyspark.enabled": "true", "spark.sql.shuffle.partitions": str(2 * workers),
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.local.dir": tempfile.mkdtemp(prefix="raw-spark-"),
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.shuffle.partitions": str(2 * workers),
         "spark.driver.memory": "2g",
     }
     for key, value in {**conf, **{k: str(v) for k, v in args["options"].items() if k.startswith("spark.")}}.items():
@@ -101,7 +127,9 @@ def main():
     model = Pipeline(stages=stages).fit(train_df)
     scored = model.transform(test_df)
     if k == 2:
-        auc = BinaryClassificationEvaluator(rawPredictionCol="rawPrediction", metricName="areaUnderROC").evaluate(scored)
+        auc = BinaryClassificationEvaluator(rawPredictionCol="rawPrediction", metricName="areaUnderROC").evaluate(
+            scored
+        )
     else:  # MLlib has no multiclass AUC: one-vs-rest macro AUC as the pipeline reports it
         from pyspark.ml.functions import vector_to_array
         from sklearn.metrics import roc_auc_score

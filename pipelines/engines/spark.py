@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -70,11 +70,9 @@ class SparkModel(EngineModel):
 
 
 def _attach_batches(plan: DataPlan, is_test_source: bool) -> Any:
-    small = replace(plan, source=None, test_source=None)  # executors need no file listing
-
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            out = small.attach(batch, is_test_source=is_test_source)
+            out = plan.attach(batch, is_test_source=is_test_source)
             keys = out.column(KEY_COLUMN).to_numpy().view(np.int64)
             yield out.set_column(out.schema.get_field_index(KEY_COLUMN), KEY_COLUMN, pa.array(keys))
 
@@ -82,13 +80,11 @@ def _attach_batches(plan: DataPlan, is_test_source: bool) -> Any:
 
 
 def _profile_batches(plan: DataPlan) -> Any:
-    small = replace(plan, source=None, test_source=None)
-
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         prof = DataProfile()
         for batch in batches:
             if batch.num_rows:
-                prof = prof.merge(profile_batch(batch, small))
+                prof = prof.merge(profile_batch(batch, plan))
         yield pa.RecordBatch.from_arrays([pa.array([pickle.dumps(prof)], pa.binary())], names=["profile"])
 
     return run
@@ -108,7 +104,9 @@ def _check_java() -> None:
     home = os.environ.get("JAVA_HOME")
     if (home and Path(home, "bin", "java").exists()) or shutil.which("java"):
         return
-    raise EngineError("engine spark: Java was not found (install Java 17 or 21, or set JAVA_HOME); Spark runs on the JVM")
+    raise EngineError(
+        "engine spark: Java was not found (install Java 17 or 21, or set JAVA_HOME); Spark runs on the JVM"
+    )
 
 
 def _check_master(address: str) -> None:
@@ -267,7 +265,11 @@ class SparkEngine(Engine):
 
         def keyed(frame: Any, is_test: bool) -> Any:
             schema = StructType(
-                [*frame.schema.fields, StructField(KEY_COLUMN, LongType(), False), StructField(SPLIT_COLUMN, ByteType())]
+                [
+                    *frame.schema.fields,
+                    StructField(KEY_COLUMN, LongType(), False),
+                    StructField(SPLIT_COLUMN, ByteType()),
+                ]
             )
             return frame.mapInArrow(_attach_batches(plan, is_test), schema)
 
@@ -338,13 +340,14 @@ class SparkEngine(Engine):
     def predict(self, model: EngineModel, data: SparkData, ctx: FitContext, split: str) -> Iterator[pa.RecordBatch]:
         """Yield prediction batches for ``split``, collected from Spark as Arrow (``toArrow``)."""
         from pyspark.ml.functions import vector_to_array
+        from pyspark.sql import functions as F
 
         from pipelines.engines.spark_models import LABEL_COL, output_column, to_outputs
 
         assert isinstance(model, SparkModel)
         scored = model.pipeline.transform(data.rows(split))
         column = output_column(ctx)
-        table = scored.select(KEY_COLUMN, LABEL_COL, vector_to_array(column).alias("v")).toArrow()
+        table = scored.select(KEY_COLUMN, LABEL_COL, vector_to_array(F.col(column)).alias("v")).toArrow()
         for batch in table.to_batches():
             if not batch.num_rows:
                 continue
@@ -371,4 +374,3 @@ def _spark_reason(exc: BaseException) -> str:
         if "Error:" in line or "Exception:" in line:
             return line[:300]
     return (lines[0] if lines else type(exc).__name__)[:300]
-

@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pyspark import keyword_only
 from pyspark.ml import Transformer
 from pyspark.ml.functions import array_to_vector
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, StructType
 
 from pipelines.data.schema import Task
@@ -82,10 +82,8 @@ def _feature_batches(state: dict[str, Any], keep: list[str]) -> Any:
             if fmap is not None:
                 x = fmap.transform(x)
             n, d = x.shape
-            if label in batch.schema.names:
-                y = task.encode(batch.column(label))
-            else:
-                y = np.full(n, -1, dtype=np.int32)
+            known = label in batch.schema.names  # scoring data may lack the label
+            y = task.encode(batch.column(label)) if known else np.full(n, -1, dtype=np.int32)
             w = weights[np.maximum(y, 0)] if weights is not None else np.ones(n)
             offsets = pa.array(np.arange(0, n * d + 1, d, dtype=np.int32) if n else np.zeros(1, np.int32))
             features = pa.ListArray.from_arrays(offsets, pa.array(x.ravel(), pa.float64()))
@@ -102,11 +100,10 @@ class SharedFeatures(Transformer, DefaultParamsReadable["SharedFeatures"], Defau
         Params._dummy(), "state", "JSON of the fitted preprocessing, feature map, task", TypeConverters.toString
     )
 
-    @keyword_only
-    def __init__(self, *, state: str = "{}") -> None:
+    def __init__(self, state: str = "{}") -> None:
         super().__init__()
         self._setDefault(state="{}")
-        self._set(**self._input_kwargs)
+        self._set(state=state)
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         state = json.loads(self.getOrDefault(self.state))
@@ -123,7 +120,7 @@ class SharedFeatures(Transformer, DefaultParamsReadable["SharedFeatures"], Defau
             ]
         )
         out = dataset.mapInArrow(_feature_batches(state, keep), schema)
-        return out.withColumn(FEATURES_COL, array_to_vector(FEATURES_COL))
+        return out.withColumn(FEATURES_COL, array_to_vector(F.col(FEATURES_COL)))
 
 
 def build_estimator(ctx: FitContext, n_train: float, workers: int) -> Any:
@@ -136,8 +133,9 @@ def build_estimator(ctx: FitContext, n_train: float, workers: int) -> Any:
 
     name, p, seed = ctx.model.name, ctx.params, ctx.seed
     k = ctx.task.n_classes
-    weighted = {"weightCol": WEIGHT_COL} if ctx.class_weights is not None else {}
-    common = {"featuresCol": FEATURES_COL, "labelCol": LABEL_COL, **weighted}
+    weighted: dict[str, Any] = {"weightCol": WEIGHT_COL} if ctx.class_weights is not None else {}
+    common: dict[str, Any] = {"featuresCol": FEATURES_COL, "labelCol": LABEL_COL, **weighted}
+    features_only: dict[str, Any] = {"featuresCol": FEATURES_COL}  # OneVsRest sets label and weight
     if name == "logistic_regression":
         return mc.LogisticRegression(
             regParam=1.0 / (p["C"] * n_train),
@@ -155,7 +153,7 @@ def build_estimator(ctx: FitContext, n_train: float, workers: int) -> Any:
             maxIter=p["max_iter"],
             tol=min(p["tol"], 1e-6),
             standardization=False,
-            **({"featuresCol": FEATURES_COL} if k > 2 else common),
+            **(features_only if k > 2 else common),
         )
         return svm if k == 2 else mc.OneVsRest(classifier=svm, parallelism=workers, **common)
     if name == "naive_bayes":
@@ -183,7 +181,7 @@ def build_estimator(ctx: FitContext, n_train: float, workers: int) -> Any:
             minInstancesPerNode=p["min_samples_leaf"],
             maxBins=256,
             seed=seed,
-            **({"featuresCol": FEATURES_COL} if k > 2 else common),
+            **(features_only if k > 2 else common),
         )
         return gbt if k == 2 else mc.OneVsRest(classifier=gbt, parallelism=workers, **common)
     if name == "mlp":
@@ -209,11 +207,13 @@ def build_estimator(ctx: FitContext, n_train: float, workers: int) -> Any:
         from xgboost.spark import SparkXGBClassifier
 
         logging.getLogger("XGBoost-PySpark").setLevel(logging.WARNING)
+        # Only set when weighted: a saved weight_col of None does not reload.
+        weight_col: dict[str, Any] = {"weight_col": WEIGHT_COL} if ctx.class_weights is not None else {}
 
         return SparkXGBClassifier(
             features_col=FEATURES_COL,
             label_col=LABEL_COL,
-            **({"weight_col": WEIGHT_COL} if ctx.class_weights is not None else {}),  # None would not reload
+            **weight_col,
             num_workers=workers,
             n_estimators=p["n_estimators"],
             learning_rate=p["learning_rate"],

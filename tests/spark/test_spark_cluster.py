@@ -13,7 +13,9 @@ from tests.spark.conftest import INFRA
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize(("model", "params"), [("xgboost", {"n_estimators": 10}), ("rff_svm", {"n_components": 50, "max_iter": 100})])
+@pytest.mark.parametrize(
+    ("model", "params"), [("xgboost", {"n_estimators": 10}), ("rff_svm", {"n_components": 50, "max_iter": 100})]
+)
 def test_spark_submit_on_standalone_cluster(
     spark_cluster: dict[str, str], tmp_path: Path, model: str, params: dict[str, int]
 ) -> None:
