@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -167,7 +168,7 @@ def build_estimator(ctx: FitContext, n_train: float, workers: int) -> Any:
             numTrees=p["n_estimators"],
             maxDepth=p["max_depth"],
             minInstancesPerNode=p["min_samples_leaf"],
-            featureSubsetStrategy=p["max_features"],
+            featureSubsetStrategy=_features_per_split(p["max_features"], ctx.preprocessor.n_features),
             bootstrap=True,
             maxBins=256,
             seed=seed,
@@ -228,6 +229,17 @@ def build_estimator(ctx: FitContext, n_train: float, workers: int) -> Any:
             verbose=False,
         )
     raise AssertionError(f"no Spark estimator for {name}")
+
+
+def _features_per_split(setting: str, n_features: int) -> str:
+    """Return MLlib's featureSubsetStrategy as a count rounded down as scikit-learn rounds it.
+
+    MLlib's own "sqrt" and "log2" round up, which tries more features per split.
+    """
+    if setting == "all":
+        return "all"
+    count = math.sqrt(n_features) if setting == "sqrt" else math.log2(max(n_features, 1))
+    return str(max(1, int(count)))
 
 
 def output_column(ctx: FitContext) -> str:
