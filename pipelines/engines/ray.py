@@ -1,18 +1,21 @@
-"""The Ray engine: Ray Data reads, profiles and predicts; Ray Train fits on its workers.
+"""The Ray engine: Ray tasks read, profile and predict; Ray Train fits on its workers.
 
-Rows are read by Ray Data tasks, which attach the same row key and split as every engine
-(``DataPlan.attach``), and stay in the object store. Trees (xgboost, gbt, random_forest,
-decision_tree) train with Ray Train's ``XGBoostTrainer``; linear models, the kernel SVMs and
-the MLP train data-parallel in numpy on Ray Train workers (``pipelines.engines.ray_fit``);
-naive Bayes is exact sufficient statistics summed over Ray Data blocks. Training workers
-read their own Parquet row groups, predictions run in ``map_batches`` next to the data.
+Rows are read by a few large Ray tasks, one per run of consecutive Parquet row groups (at
+most one per CPU), which attach the same row key and split as every engine
+(``DataPlan.attach``) and profile their rows in the same pass; the blocks stay in the object
+store. Trees (xgboost, gbt, random_forest, decision_tree) train with Ray Train's
+``XGBoostTrainer``; linear models, the kernel SVMs and the MLP train data-parallel in numpy on
+Ray Train workers (``pipelines.engines.ray_fit``); naive Bayes is exact sufficient statistics
+summed over the blocks. Training workers read their own Parquet row groups; predictions run as
+one task per block, where the block is. (Many small Ray Data ``map_batches`` tasks cost more
+than the work at 1M rows; ``ingest: dataset`` still feeds Ray Train from Ray Data.)
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-import pickle
 import shutil
 import tempfile
 import uuid
@@ -27,7 +30,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.data.schema import DataPlan, DataProfile, profile_batch
-from pipelines.data.sources import Source
 from pipelines.data.split import KEY_COLUMN, SPLIT_COLUMN, SPLIT_NAMES, TRAIN
 from pipelines.engines.base import Engine, EngineModel, FitContext, prediction_batch
 from pipelines.engines.ray_models import BOOSTED, BoosterModel, NumpyModel, load_ray_model
@@ -48,10 +50,22 @@ OPTIONS = {
 
 @dataclass
 class RayData:
-    """The plan's rows as a materialized Ray Dataset with ``__row_key`` and ``__split``."""
+    """The plan's rows as a few large Arrow blocks in the object store, with ``__row_key`` and ``__split``.
+
+    Each block is a run of consecutive Parquet row groups (or CSV files) read, keyed and split by
+    one task, which also profiled it; ``profile`` is the merge of those profiles.
+    """
 
     plan: DataPlan
-    dataset: Any
+    blocks: list[Any]  # ObjectRefs of pa.Table, in file order
+    profile: DataProfile
+
+    @property
+    def dataset(self) -> Any:
+        """Return the blocks as a Ray Dataset (for Ray Data ingest)."""
+        import ray.data
+
+        return ray.data.from_arrow_refs(list(self.blocks))
 
     def rows(self, split: str) -> Any:
         """Return the Dataset of one split's rows."""
@@ -65,12 +79,19 @@ def _keep_split(batch: pa.Table, code: int) -> pa.Table:
     return batch.filter(pc.equal(batch.column(SPLIT_COLUMN), pa.scalar(code, pa.int8())))
 
 
-def _attach(batch: pa.Table, plan: DataPlan, is_test_source: bool) -> pa.Table:
-    return plan.attach(batch, is_test_source=is_test_source)
+def _load_block(plan: DataPlan, units: list[Any], field: str, is_test_source: bool) -> tuple[DataProfile, pa.Table]:
+    """Read, key and split a run of source pieces; return its profile and the table (one pass)."""
+    from pipelines.engines.ray_fit import read_units
 
-
-def _profile(batch: pa.Table, plan: DataPlan) -> pa.Table:
-    return pa.table({"profile": pa.array([pickle.dumps(profile_batch(batch, plan))], pa.binary())})
+    source = plan.test_source if is_test_source else plan.source
+    assert source is not None
+    try:
+        table = read_units(plan, units, source, is_test_source=is_test_source, split=None)
+    except ScaleclfError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{field}: cannot read {source.text} as {source.format}: {_first_line(exc)}") from exc
+    return profile_batch(table, plan), table
 
 
 def _landmarks(batch: pa.Table, n: int, seed: int) -> pa.Table:
@@ -82,16 +103,21 @@ def _landmarks(batch: pa.Table, n: int, seed: int) -> pa.Table:
     return train.take(pa.array(order)).append_column("__priority", pa.array(priority[order], pa.uint64()))
 
 
-def _nb_stats(batch: pa.Table, ctx: FitContext) -> pa.Table:
+def _nb_stats(batch: pa.Table, ctx: FitContext) -> list[np.ndarray]:
     """Return a block's per-class weighted sums (rows, x, x^2) and the unweighted overall moments."""
+    batch = _keep_split(batch, TRAIN)
     x = ctx.preprocessor.transform(batch)
     y = ctx.task.encode(batch.column(ctx.task.label))
     keep = y >= 0
     x, y = x[keep], y[keep]
     w = ctx.class_weights[y] if ctx.class_weights is not None else np.ones(len(y))
     onehot = np.eye(ctx.task.n_classes)[y] * w[:, None]
-    stats = [onehot.sum(0), onehot.T @ x, onehot.T @ (x * x), np.array([len(y)]), x.sum(0), (x * x).sum(0)]
-    return pa.table({"stats": pa.array([pickle.dumps(stats)], pa.binary())})
+    return [onehot.sum(0), onehot.T @ x, onehot.T @ (x * x), np.array([len(y)]), x.sum(0), (x * x).sum(0)]
+
+
+def _predict_split(block: pa.Table, model: EngineModel, ctx: FitContext, code: int) -> pa.Table:
+    """Return the predictions of one block's rows of split ``code`` (one task, the block in place)."""
+    return _predict_block(_keep_split(block, code), model, ctx)
 
 
 def _predict_block(batch: pa.Table, model: EngineModel, ctx: FitContext) -> pa.Table:
@@ -106,6 +132,14 @@ def _predict_block(batch: pa.Table, model: EngineModel, ctx: FitContext) -> pa.T
     )
     keys = np.asarray(batch.column(KEY_COLUMN).to_numpy())
     return pa.Table.from_batches([prediction_batch(keys, y, values, ctx.output)])
+
+
+@functools.cache
+def _task(fn: Callable[..., Any], returns: int = 1) -> Any:
+    """Return ``fn`` as a Ray task holding one CPU (built once per process)."""
+    import ray
+
+    return ray.remote(num_cpus=1, num_returns=returns)(fn)
 
 
 def _cause(exc: BaseException) -> BaseException:
@@ -156,6 +190,7 @@ class RayEngine(Engine):
         self._cpus = 1
         self._node_cpus = 1
         self.last_fit: dict[str, Any] = {}  # the last training run's final report (rounds, resumed_from)
+        self.last_tune: dict[str, Any] | None = None  # set by Ray Tune (scheduler, trials, concurrency)
 
     # --- the runtime ---
 
@@ -230,7 +265,7 @@ class RayEngine(Engine):
             "ingest": self.options.get("ingest", "fragments"),
             "ray": ray.__version__,
             "last_fit": self.last_fit,
-        }
+        } | ({"tune": self.last_tune} if self.last_tune else {})
 
     @property
     def workers(self) -> int:
@@ -263,45 +298,49 @@ class RayEngine(Engine):
 
     # --- data ---
 
-    def _read(self, source: Source, plan: DataPlan, field: str, is_test_source: bool) -> Any:
-        import ray.data
-
-        paths = [p if source.is_local else p.split("://", 1)[1] for p in source.paths]
-        ds: Any
-        try:
-            if source.format == "parquet":
-                ds = ray.data.read_parquet(paths, columns=plan.columns, filesystem=source.filesystem)
-            else:
-                import pyarrow.csv as pacsv
-
-                convert = pacsv.ConvertOptions(
-                    strings_can_be_null=True, quoted_strings_can_be_null=False, include_columns=plan.columns
-                )
-                ds = ray.data.read_csv(paths, filesystem=source.filesystem, convert_options=convert)
-        except Exception as exc:
-            raise DataError(f"{field}: cannot read {source.text} as {source.format}: {_first_line(exc)}") from exc
-        return ds.map_batches(_attach, fn_kwargs={"plan": plan, "is_test_source": is_test_source}, **_ARROW)
-
     def load(self, plan: DataPlan) -> RayData:
-        """Return the plan's rows (and fixed test rows) as one materialized Ray Dataset."""
-        ds = self._read(plan.source, plan, "data.source", False)
+        """Read the plan's rows into a few blocks in the object store, profiling them in the same pass.
+
+        One task per run of consecutive row groups (at most one per CPU) reads, keys, splits and
+        profiles its rows; only the profiles come back to the driver.
+        """
+        import ray
+
+        from pipelines.engines.ray_fit import contiguous_units, source_units
+
+        pending: list[tuple[Any, Any]] = []
+        sources = [(plan.source, "data.source", False)]
         if plan.test_source is not None:
-            ds = ds.union(self._read(plan.test_source, plan, "data.test_source", True))
-        ds = self._run(f"reading {plan.source.text}", ds.materialize)
-        if ds.count() == 0:
+            sources.append((plan.test_source, "data.test_source", True))
+        load = _task(_load_block, 2)
+        for source, field, is_test in sources:
+            try:
+                units = source_units(source)
+            except Exception as exc:
+                raise DataError(f"{field}: cannot read {source.text} as {source.format}: {_first_line(exc)}") from exc
+            for run in contiguous_units(units, self._cpus):
+                pending.append(load.remote(plan, run, field, is_test))
+        profiles = self._run(f"reading {plan.source.text}", lambda: ray.get([p for p, _ in pending]))
+        profile = reduce(DataProfile.merge, profiles, DataProfile())
+        if sum(profile.rows.values()) == 0:
             raise DataError(f"data.source: {plan.source.text} has no rows")
-        return RayData(plan, ds)
+        return RayData(plan, [block for _, block in pending], profile)
 
     def profile(self, data: RayData, plan: DataPlan) -> DataProfile:
-        """Return the merge of one profile per Ray Data block."""
-        out = data.dataset.map_batches(_profile, fn_kwargs={"plan": plan}, **_ARROW)
-        tables = self._run("profiling", lambda: _collect(out))
-        return reduce(DataProfile.merge, (pickle.loads(b) for t in tables for b in t.column("profile").to_pylist()))
+        """Return the profile computed while loading (the merge of one profile per block)."""
+        return data.profile
+
+    def _per_block(self, what: str, fn: Callable[..., Any], data: RayData, *args: Any) -> list[Any]:
+        """Run ``fn(block, *args)`` as one task per block; return the results in block order."""
+        import ray
+
+        refs = [ray.put(a) if isinstance(a, (FitContext, EngineModel)) else a for a in args]
+        task = _task(fn)
+        return self._run(what, lambda: ray.get([task.remote(block, *refs) for block in data.blocks]))
 
     def landmark_rows(self, data: RayData, n: int, seed: int) -> pa.Table:
         """Return the ``n`` train rows with the smallest landmark priority (n per block, then n overall)."""
-        out = data.dataset.map_batches(_landmarks, fn_kwargs={"n": n, "seed": seed}, **_ARROW)
-        table = pa.concat_tables(self._run("choosing landmarks", lambda: _collect(out)))
+        table = pa.concat_tables(self._per_block("choosing landmarks", _landmarks, data, n, seed))
         order = np.argsort(np.asarray(table.column("__priority").to_numpy()), kind="stable")[:n]
         return table.take(pa.array(order)).drop_columns(["__priority"])
 
@@ -399,10 +438,7 @@ class RayEngine(Engine):
                 shutil.rmtree(storage, ignore_errors=True)
 
     def _fit_naive_bayes(self, data: RayData, ctx: FitContext) -> NumpyModel:
-        out = data.rows("train").map_batches(_nb_stats, fn_kwargs={"ctx": ctx}, **_ARROW)
-        parts = [
-            pickle.loads(b) for t in self._run("naive Bayes", lambda: _collect(out)) for b in t["stats"].to_pylist()
-        ]
+        parts = self._per_block("naive Bayes", _nb_stats, data, ctx)
         count, sx, sxx, n, ox, oxx = (sum(p[i] for p in parts) for i in range(6))
         # GaussianNB: epsilon from the unweighted variance of all features, weighted class moments.
         overall_var = oxx / n[0] - (ox / n[0]) ** 2
@@ -415,10 +451,42 @@ class RayEngine(Engine):
     # --- predict ---
 
     def predict(self, model: EngineModel, data: RayData, ctx: FitContext, split: str) -> Iterator[pa.RecordBatch]:
-        """Yield prediction batches computed by ``map_batches`` where the rows are."""
-        out = data.rows(split).map_batches(_predict_block, fn_kwargs={"model": model, "ctx": ctx}, **_ARROW)
-        for table in self._run(f"predicting the {split} split", lambda: _collect(out)):
+        """Yield prediction batches computed where each block is.
+
+        Blocks on this process's node are predicted here, zero-copy from the object store, one
+        thread each: a fresh Ray worker would spend seconds starting and importing xgboost
+        (Ray Train's actors take the idle workers that read the data). Blocks on other nodes
+        are predicted by one task each on their node.
+        """
+        tables = self._run(f"predicting the {split} split", lambda: self._predict_blocks(model, data, ctx, split))
+        for table in tables:
             yield from table.to_batches()
+
+    def _predict_blocks(self, model: EngineModel, data: RayData, ctx: FitContext, split: str) -> list[pa.Table]:
+        import ray
+        from ray.experimental import get_object_locations
+
+        code = SPLIT_NAMES.index(split)
+        here = ray.get_runtime_context().get_node_id()
+        where = get_object_locations(list(data.blocks))
+        local = [here in where.get(block, {}).get("node_ids", [here]) for block in data.blocks]
+        remote: dict[int, Any] = {}
+        if not all(local):
+            model_ref, ctx_ref = ray.put(model), ray.put(ctx)
+            task = _task(_predict_split)
+            remote = {
+                i: task.remote(block, model_ref, ctx_ref, code) for i, block in enumerate(data.blocks) if not local[i]
+            }
+        mine = [i for i, is_local in enumerate(local) if is_local]
+        done: dict[int, pa.Table] = {}
+        if mine:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=len(mine)) as pool:
+                tables = pool.map(lambda i: _predict_split(ray.get(data.blocks[i]), model, ctx, code), mine)
+                done = dict(zip(mine, tables, strict=True))
+        done |= dict(zip(remote, ray.get(list(remote.values())), strict=True))
+        return [done[i] for i in range(len(data.blocks))]
 
     def load_model(self, directory: Path, ctx: FitContext) -> EngineModel:
         """Return the model saved by ``save`` (xgboost JSON or numpy weights)."""
@@ -450,12 +518,6 @@ def _check_reachable(address: str) -> None:
             return
     except (OSError, ValueError) as exc:
         raise EngineError(f"engine.address: cannot reach the Ray cluster at {address}: {exc}") from None
-
-
-def _collect(ds: Any) -> list[pa.Table]:
-    import ray
-
-    return [t for t in ray.get(ds.to_arrow_refs()) if t.num_rows]
 
 
 def xgboost_params(ctx: FitContext) -> tuple[dict[str, Any], int]:

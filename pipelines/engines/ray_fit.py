@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.data.schema import DataPlan
+from pipelines.data.sources import Source
 from pipelines.data.split import SPLIT_COLUMN, TRAIN
 from pipelines.engines.base import FitContext
 from pipelines.engines.ray_models import (
@@ -43,11 +44,10 @@ class Unit:
     rows: int = 0
 
 
-def plan_units(plan: DataPlan, workers: int) -> list[list[Unit]]:
-    """Return, per worker, the pieces of ``plan.source`` it reads (balanced by row count)."""
+def source_units(source: Source) -> list[Unit]:
+    """Return the pieces of ``source`` in file order: one per Parquet row group, one per CSV file."""
     import pyarrow.parquet as pq
 
-    source = plan.source
     units: list[Unit] = []
     for path in source.paths:
         local = path if source.is_local else path.split("://", 1)[1]
@@ -56,6 +56,13 @@ def plan_units(plan: DataPlan, workers: int) -> list[list[Unit]]:
             units += [Unit(path, (g,), rows=meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
         else:
             units.append(Unit(path, None, rows=1))
+    return units
+
+
+def plan_units(plan: DataPlan, workers: int) -> list[list[Unit]]:
+    """Return, per worker, the pieces of ``plan.source`` it reads (balanced by row count)."""
+    source = plan.source
+    units = source_units(source)
     if len(units) < workers:  # too few pieces: every worker reads a slice of each one
         units = [Unit(u.path, u.row_groups, p, workers, u.rows // workers) for u in units for p in range(workers)]
     shares: list[list[Unit]] = [[] for _ in range(workers)]
@@ -67,13 +74,33 @@ def plan_units(plan: DataPlan, workers: int) -> list[list[Unit]]:
     return [sorted(share, key=lambda u: (source.paths.index(u.path), u.row_groups or (), u.part)) for share in shares]
 
 
-def read_units(plan: DataPlan, units: list[Unit]) -> pa.Table:
-    """Return the train rows of ``units`` with row key and split attached."""
+def contiguous_units(units: list[Unit], parts: int) -> list[list[Unit]]:
+    """Return ``units`` cut into at most ``parts`` runs of consecutive pieces with similar row counts."""
+    total = sum(u.rows for u in units) or 1
+    runs: list[list[Unit]] = [[] for _ in range(max(1, min(parts, len(units))))]
+    seen = 0
+    for unit in units:
+        runs[min(len(runs) - 1, seen * len(runs) // total)].append(unit)
+        seen += unit.rows
+    return [run for run in runs if run]
+
+
+def read_units(
+    plan: DataPlan,
+    units: list[Unit],
+    source: Source | None = None,
+    is_test_source: bool = False,
+    split: int | None = TRAIN,
+) -> pa.Table:
+    """Return the rows of ``units`` (of ``source``, default the plan's) with row key and split attached.
+
+    ``split`` keeps one split's rows (default train); None keeps every row.
+    """
     import pyarrow.parquet as pq
 
-    from pipelines.data.sources import Source, open_dataset
+    from pipelines.data.sources import open_dataset
 
-    source = plan.source
+    source = source or plan.source
     tables = []
     for u in units:
         if u.row_groups is None:
@@ -87,8 +114,10 @@ def read_units(plan: DataPlan, units: list[Unit]) -> pa.Table:
         if u.parts > 1:
             step = -(-table.num_rows // u.parts)
             table = table.slice(u.part * step, step)
-        table = plan.attach(table)
-        tables.append(table.filter(pc.equal(table.column(SPLIT_COLUMN), pa.scalar(TRAIN, pa.int8()))))
+        table = plan.attach(table, is_test_source=is_test_source)
+        if split is not None:
+            table = table.filter(pc.equal(table.column(SPLIT_COLUMN), pa.scalar(split, pa.int8())))
+        tables.append(table)
     if not tables:
         return plan.attach(pa.table({c: pa.array([], pa.float64()) for c in plan.columns})).slice(0, 0)
     return pa.concat_tables(tables, promote_options="permissive")
