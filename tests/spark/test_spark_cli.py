@@ -69,3 +69,22 @@ def test_spark_too_many_workers_and_unknown_option(cli, tmp_path: Path) -> None:
     result = cli("train", config, "--set", "engine.options.colour=blue")
     assert result.code == 2
     assert "engine.options.colour: unknown option for spark" in result.err
+
+
+def test_spark_tuning_reports_every_trial(cli, tmp_path: Path) -> None:
+    config = _spec(tmp_path, "logistic_regression")
+    result = cli(
+        "train",
+        config,
+        "--quiet",
+        "--set",
+        "tuning.enabled=true",
+        "--set",
+        "tuning.method=grid",
+        "--set",
+        "tuning.space={C: [0.01, 1.0]}",
+    )
+    assert result.code == 0, result.err
+    tuning = json.loads((Path(result.last_line) / "tuning.json").read_text())
+    assert [t["params"] for t in tuning["trials"]] == [{"C": 0.01}, {"C": 1.0}]
+    assert all(t["score"] is not None and t["valid"]["auc"] == t["score"] for t in tuning["trials"])
