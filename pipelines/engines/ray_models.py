@@ -1,7 +1,7 @@
 """The Ray engine's fitted models: an xgboost booster or numpy weights, with their math.
 
 Everything here is plain numpy / xgboost so the same objects fit on Ray Train workers,
-predict inside Ray Data ``map_batches`` and reload from a run directory without Ray.
+predict in Ray tasks or the driver and reload from a run directory without Ray.
 The losses mirror scikit-learn's objectives (LogisticRegression, LinearSVC, MLPClassifier,
 GaussianNB), which is what keeps the Ray engine's metrics next to the local engine's.
 """

@@ -41,6 +41,9 @@ def tune_on_ray(
     per_trial = engine.workers * engine.cpus_per_worker()
     concurrent = max(1, min(tuning.parallelism, int(engine._cpus // per_trial)))
     mode = "min" if tuning.metric in LOWER_IS_BETTER else "max"
+    engine.last_tune = {"scheduler": "ASHAScheduler", "trials": len(searched), "concurrent": concurrent}
+
+    storage = tempfile.mkdtemp(prefix="scaleclf-ray-tune-")
 
     def run_trial(config: dict[str, Any]) -> None:
         trial_ctx = contexts[config["number"]]
@@ -58,7 +61,6 @@ def tune_on_ray(
 
     # No CPU for the trial itself (its workers hold them); Tune needs some resource, so one byte.
     trainable = tune.with_resources(run_trial, {"CPU": 0, "memory": 1})
-    storage = tempfile.mkdtemp(prefix="scaleclf-ray-tune-")
     tuner = tune.Tuner(
         trainable,
         param_space={"number": tune.grid_search(list(range(len(searched))))},
@@ -69,8 +71,21 @@ def tune_on_ray(
     )
     try:
         results = engine._run("tuning with Ray Tune", tuner.fit)
+        # Models are read back from the trials' checkpoints, which live under ``storage``.
+        return _collect_trials(engine, results, searched, contexts, tuning, on_trial)
     finally:
         shutil.rmtree(storage, ignore_errors=True)
+
+
+def _collect_trials(
+    engine: Any,
+    results: Any,
+    searched: list[dict[str, Any]],
+    contexts: list[FitContext],
+    tuning: Any,
+    on_trial: Callable[[Trial], None] | None,
+) -> tuple[EngineModel, FitContext, list[Trial]]:
+    """Return the best model, its context and every trial, in trial order."""
     trials: list[Trial] = []
     best: tuple[EngineModel, FitContext, float | None] | None = None
     for result in sorted(results, key=lambda r: r.config["number"]):
