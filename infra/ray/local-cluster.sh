@@ -50,6 +50,14 @@ start() {
   return 1
 }
 
+descendants() {
+  local p c
+  for p in "$@"; do
+    c=$(pgrep -P "$p" || true)
+    if [[ -n "$c" ]]; then echo $c; descendants $c; fi
+  done
+}
+
 stop() {
   # Stop only this cluster's processes: those whose session lives under our temp dir.
   local pids
@@ -59,6 +67,9 @@ stop() {
   pids="$pids $(pgrep -f -- "ray.util.client.server.*:$PORT " || true)"
   pids=$(echo "$pids" | tr ' ' '\n' | grep -v '^$' | sort -u || true)
   [[ -z "$pids" ]] && return 0
+  # Agents (ray::DashboardAgent, ray::RuntimeEnvAgent, ...) retitle themselves and keep no
+  # argument naming the cluster: find them as descendants of the processes found above.
+  pids=$(echo "$pids $(descendants $pids)" | tr ' ' '\n' | grep -v '^$' | sort -u || true)
   kill $pids 2>/dev/null || true
   for _ in $(seq 20); do
     alive=""
