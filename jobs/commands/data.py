@@ -23,7 +23,6 @@ def generate(
 ) -> None:
     """Write NAME with ROWS rows to OUT in bounded memory; print OUT."""
     from pipelines.data.synthetic import write_dataset
-
     from pipelines.progress import Progress, stdout
 
     progress = Progress(quiet=quiet)
