@@ -35,6 +35,7 @@ MODEL_DIR = "spark_model"
 PRIORITY_COLUMN = "__priority"
 SIGN_BIT = np.uint64(1 << 63)  # flipping it maps unsigned order onto signed (Spark long) order
 OPTIONS = {"startup_timeout_s": "seconds to wait for executors on a cluster (default 60)"}
+_FEATURE_PARTITION_BYTES = 64 << 20  # cached kernel-feature bytes per train partition
 
 
 @dataclass
@@ -323,7 +324,22 @@ class SparkEngine(Engine):
         from pipelines.engines.spark_models import SharedFeatures, build_estimator, feature_state
 
         features = SharedFeatures(state=feature_state(ctx, data.plan.label))
-        train = features.transform(data.rows("train")).persist(StorageLevel.MEMORY_AND_DISK)
+        rows = data.rows("train")
+        cache = True
+        if ctx.feature_map is not None:
+            # A kernel map widens each row to n_components doubles (1M rows x 500 = 4 GB). The
+            # DataFrame cache builds those columns on the heap and overran 3 GB executors (OOM)
+            # at 1M rows, so the wide frame is not cached: MLlib's linear models cache their own
+            # instance blocks. The (narrow) source rows are split so a partition's features
+            # stay near 64 MB.
+            width = ctx.feature_map.n_components * 8
+            wanted = int(np.ceil(float(sum(ctx.task.class_counts)) * width / _FEATURE_PARTITION_BYTES))
+            if wanted > rows.rdd.getNumPartitions():
+                rows = rows.repartition(wanted)
+            cache = False
+        train = features.transform(rows)
+        if cache:
+            train = train.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             counts = np.asarray(ctx.task.class_counts, dtype=np.float64)
             weights = ctx.class_weights if ctx.class_weights is not None else np.ones(len(counts))
