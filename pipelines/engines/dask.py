@@ -204,14 +204,17 @@ class DaskEngine(Engine):
     @property
     def threads(self) -> list[int]:
         """Return the thread count of each worker."""
-        return [int(w["nthreads"]) for w in self.client.scheduler_info()["workers"].values()]
+        return [int(w["nthreads"]) for w in self.client.scheduler_info().get("workers", {}).values()]
 
     def describe(self) -> dict[str, Any]:
         """Return the scheduler address, workers, threads and library versions."""
         import dask
         import xgboost
 
-        threads = self.threads
+        with self._on_cluster():  # the scheduler can die after the last prediction, too
+            threads = self.threads
+            if not threads and self.client.status != "running":
+                raise ConnectionError("connection lost")
         return {
             "engine": self.name,
             "scheduler": self.client.scheduler.address,

@@ -42,7 +42,7 @@ def test_a_scheduler_killed_mid_run_ends_the_run_with_one_line(tmp_path: Path) -
             cwd=REPO,
         )
         address = json.loads(info.read_text())["address"]
-        spec = base_spec("synthetic:higgs", rows=5000)
+        spec = base_spec("synthetic:higgs", rows=20000)
         spec["model"]["params"] = {"max_iter": 1_000_000, "tol": 0.0}  # fits until the scheduler is gone
         job = tmp_path / "job.yaml"
         job.write_text(json.dumps(spec))
@@ -54,10 +54,17 @@ def test_a_scheduler_killed_mid_run_ends_the_run_with_one_line(tmp_path: Path) -
             text=True,
             cwd=REPO,
         )
-        assert _wait_for(lambda: "Receive client connection" in (tmp_path / "scheduler.log").read_text(), 120)
-        time.sleep(3)
+        # Kill the scheduler as soon as the data is loaded, i.e. while the model is being fitted
+        # (a fixed sleep raced with fast fits and once killed it after the last prediction).
+        assert run.stderr is not None
+        head = []
+        for line in run.stderr:
+            head.append(line)
+            if "loaded and profiled" in line:
+                break
         scheduler.send_signal(signal.SIGKILL)
-        _, err = run.communicate(timeout=180)
+        _, rest = run.communicate(timeout=180)
+        err = "".join(head) + rest
         assert run.returncode == 4, err
         # Progress lines (stderr) may precede it; the failure itself is one line, no traceback.
         errors = [line for line in err.splitlines() if line.startswith("error:")]
