@@ -3,11 +3,12 @@
 Rows are read by a few large Ray tasks, one per run of consecutive Parquet row groups (at
 most one per CPU), which attach the same row key and split as every engine
 (``DataPlan.attach``) and profile their rows in the same pass; the blocks stay in the object
-store. Trees (xgboost, gbt, random_forest, decision_tree) train with Ray Train's
-``XGBoostTrainer``; linear models, the kernel SVMs and the MLP train data-parallel in numpy on
-Ray Train workers (``pipelines.engines.ray_fit``); naive Bayes is exact sufficient statistics
-summed over the blocks. Training workers read their own Parquet row groups; predictions run as
-one task per block, where the block is. (Many small Ray Data ``map_batches`` tasks cost more
+store. Trees (xgboost, gbt, random_forest) train with Ray Train's ``XGBoostTrainer``;
+decision_tree is exact CART in one task (``pipelines.engines.cart``); linear models, the kernel
+SVMs and the MLP train data-parallel in numpy on Ray Train workers
+(``pipelines.engines.ray_fit``); naive Bayes is exact sufficient statistics summed over the
+blocks. Training workers read their own Parquet row groups; predictions run as one task per
+block, where the block is. (Many small Ray Data ``map_batches`` tasks cost more
 than the work at 1M rows; ``ingest: dataset`` still feeds Ray Train from Ray Data.)
 """
 
@@ -115,6 +116,16 @@ def _nb_stats(batch: pa.Table, ctx: FitContext) -> list[np.ndarray]:
     return [onehot.sum(0), onehot.T @ x, onehot.T @ (x * x), np.array([len(y)]), x.sum(0), (x * x).sum(0)]
 
 
+def _fit_cart_task(ctx: FitContext, *blocks: pa.Table) -> EngineModel:
+    """Return CART fitted on the train rows of ``blocks`` (in file order, as the local engine reads them)."""
+    from pipelines.engines.cart import fit_cart
+
+    train = pa.concat_tables([_keep_split(b, TRAIN) for b in blocks])
+    x = ctx.preprocessor.transform(train).astype(np.float32)
+    y = ctx.task.encode(train.column(ctx.task.label))
+    return fit_cart(x, y, ctx.params, ctx.seed, ctx.class_weights)
+
+
 def _predict_split(block: pa.Table, model: EngineModel, ctx: FitContext, code: int) -> pa.Table:
     """Return the predictions of one block's rows of split ``code`` (one task, the block in place)."""
     return _predict_block(_keep_split(block, code), model, ctx)
@@ -167,7 +178,7 @@ class RayEngine(Engine):
         "logistic_regression": "numpy L-BFGS data-parallel on Ray Train workers (all-reduce actor)",
         "linear_svm": "numpy L-BFGS on squared hinge (as LinearSVC), data-parallel on Ray Train workers",
         "naive_bayes": "Gaussian NB from exact per-class moments summed over Ray Data blocks",
-        "decision_tree": "one xgboost hist tree (eta 1, no L2) via Ray Train XGBoostTrainer",
+        "decision_tree": "exact CART (scikit-learn) in one Ray task fed the train blocks; parallel prediction",
         "random_forest": "xgboost random forest (num_parallel_tree, row/column subsampling) via XGBoostTrainer",
         "gbt": "xgboost hist boosting via Ray Train XGBoostTrainer",
         "xgboost": "xgboost hist via Ray Train XGBoostTrainer",
@@ -351,6 +362,8 @@ class RayEngine(Engine):
         name = ctx.model.name
         if name == "naive_bayes":
             return self._fit_naive_bayes(data, ctx)
+        if name == "decision_tree":
+            return self._fit_cart(data, ctx)
         if name in BOOSTED:
             from pipelines.engines.ray_fit import xgboost_loop
 
@@ -448,6 +461,13 @@ class RayEngine(Engine):
         log_prior = np.log(count / count.sum())
         return NumpyModel("naive_bayes", [theta, var, log_prior], ctx.task.n_classes)
 
+    def _fit_cart(self, data: RayData, ctx: FitContext) -> EngineModel:
+        """Fit exact CART in one task that receives every block's train rows (see ``cart``)."""
+        import ray
+
+        ctx_ref = ray.put(ctx)
+        return self._run("training decision_tree", lambda: ray.get(_task(_fit_cart_task).remote(ctx_ref, *data.blocks)))
+
     # --- predict ---
 
     def predict(self, model: EngineModel, data: RayData, ctx: FitContext, split: str) -> Iterator[pa.RecordBatch]:
@@ -526,7 +546,7 @@ def xgboost_params(ctx: FitContext) -> tuple[dict[str, Any], int]:
     params: dict[str, Any] = {"tree_method": "hist", "seed": ctx.seed}
     params |= {"objective": "binary:logistic"} if k == 2 else {"objective": "multi:softprob", "num_class": k}
     name = ctx.model.name
-    if k > 2 and name in ("random_forest", "decision_tree"):
+    if k > 2 and name == "random_forest":
         # One tree with a leaf value per class, as a CART tree has, instead of a tree per class.
         params["multi_strategy"] = "multi_output_tree"
     if name == "xgboost":
@@ -556,5 +576,4 @@ def xgboost_params(ctx: FitContext) -> tuple[dict[str, Any], int]:
             "min_child_weight": 0.0,
         }
         return params, 1
-    params |= {"eta": 1.0, "max_depth": p["max_depth"], "lambda": 1e-6, "min_child_weight": 0.0}  # decision_tree
-    return params, 1
+    raise AssertionError(f"no xgboost mapping for {name}")

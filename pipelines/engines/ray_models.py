@@ -20,7 +20,7 @@ from pipelines.engines.base import EngineModel
 from pipelines.errors import ArtifactError
 
 LINEAR = ("logistic_regression", "linear_svm", "rff_svm", "nystroem_svm")
-BOOSTED = ("xgboost", "gbt", "random_forest", "decision_tree")
+BOOSTED = ("xgboost", "gbt", "random_forest")
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -131,7 +131,7 @@ def mlp_loss_grad(
 
 @dataclass
 class BoosterModel(EngineModel):
-    """An xgboost Booster (xgboost, gbt, random_forest, decision_tree); saved as xgboost JSON."""
+    """An xgboost Booster (xgboost, gbt, random_forest); saved as xgboost JSON."""
 
     raw: bytes  # the booster in xgboost's JSON format (picklable, small)
     n_classes: int
@@ -212,6 +212,10 @@ class NumpyModel(EngineModel):
 
 def load_ray_model(directory: Path, model_name: str, n_classes: int) -> EngineModel:
     """Return the model ``save`` wrote into ``directory``."""
+    if model_name == "decision_tree":
+        from pipelines.engines.cart import CartModel
+
+        return CartModel.load(directory)
     try:
         if model_name in BOOSTED:
             return BoosterModel((directory / "xgboost.json").read_bytes(), n_classes)

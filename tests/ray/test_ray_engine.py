@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.data.schema import make_plan
+from pipelines.engines.ray import RayEngine
 from pipelines.errors import ConfigError
 from pipelines.run import train
 from pipelines.spec import build_spec
@@ -20,12 +21,12 @@ from tests.scenarios import FAST
 ROWS = 6000
 
 
-def spec(source: str, model: str, engine: str, out: Path, **engine_extra: Any) -> dict[str, Any]:
+def spec(source: str, model: str, engine: str, out: Path, rows: int = ROWS, **engine_extra: Any) -> dict[str, Any]:
     """Return a small spec for ``model`` on ``engine``, the shared scenario's fast parameters."""
     return {
         "name": "ray-parity",
         "seed": 11,
-        "data": {"source": source, "label": "label", "rows": ROWS},
+        "data": {"source": source, "label": "label", "rows": rows},
         "model": {"name": model, "params": FAST.get(model, {})},
         "engine": {"name": engine, **engine_extra},
         "output": {"dir": str(out), "report": False},
@@ -53,18 +54,21 @@ def test_row_keys_and_split_match_local(ray_address: str) -> None:
     assert ours == theirs
 
 
-@pytest.mark.parametrize(
-    ("source", "model", "tolerance"),
-    [
-        ("synthetic:higgs", "logistic_regression", 0.005),
-        ("synthetic:higgs", "naive_bayes", 0.01),
-        ("synthetic:multiclass", "mlp", 0.01),
-    ],
-)
-def test_metrics_match_local(ray_address: str, tmp_path: Path, source: str, model: str, tolerance: float) -> None:
+# Every model the Ray engine supports, binary and multiclass (issue #5: within 0.01 AUC, logistic
+# regression within 0.005). The forest is compared on 20,000 rows: two forests (of either kind)
+# differ by up to 0.02 AUC from seed to seed on a few thousand rows.
+PARITY_ROWS = {"random_forest": 20000}
+TOLERANCE = {"logistic_regression": 0.005, "decision_tree": 1e-9}  # CART in one task: the very same tree
+
+
+@pytest.mark.parametrize("source", ["synthetic:higgs", "synthetic:multiclass"])
+@pytest.mark.parametrize("model", list(RayEngine.MODELS))
+def test_metrics_match_local(ray_address: str, tmp_path: Path, source: str, model: str, cli: Any) -> None:
+    tolerance = TOLERANCE.get(model, 0.01)
     # Two training workers, one on each node: the data-parallel path with its all-reduce.
-    ray_run = train(build_spec(spec(source, model, "ray", tmp_path, address=ray_address, workers=2)))
-    local_run = train(build_spec(spec(source, model, "local", tmp_path)))
+    rows = PARITY_ROWS.get(model, ROWS)
+    ray_run = train(build_spec(spec(source, model, "ray", tmp_path, rows, address=ray_address, workers=2)))
+    local_run = train(build_spec(spec(source, model, "local", tmp_path, rows)))
     ours, reference = metrics(ray_run), metrics(local_run)
     assert ours["engine"] == "ray" and ours["rows"] == reference["rows"]
     assert abs(ours["test"]["auc"] - reference["test"]["auc"]) <= tolerance
@@ -74,6 +78,17 @@ def test_metrics_match_local(ray_address: str, tmp_path: Path, source: str, mode
     )
     manifest = json.loads((ray_run / "model" / "manifest.json").read_text())
     assert manifest["engine"] == "ray" and manifest["native_files"]
+    if model == "decision_tree":  # the tree reloads (skops, types checked) and scores the same rows alike
+        from pipelines.data.sources import resolve_source
+
+        out = tmp_path / "scored.parquet"
+        data = resolve_source(source, rows=rows).paths[0]
+        result = cli("predict", ray_run, "--data", data, "--out", out)
+        assert result.code == 0, result.err
+        saved = pq.read_table(ray_run / "predictions.parquet").to_pandas().set_index("row_key")
+        again = pq.read_table(out).to_pandas().set_index("row_key").loc[saved.index]
+        probas = [c for c in saved.columns if c.startswith("proba_")]
+        assert probas and np.allclose(again[probas], saved[probas], atol=1e-9)
 
 
 def test_unknown_option_is_a_config_error() -> None:
