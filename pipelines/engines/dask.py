@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from pipelines.data.schema import DataPlan, DataProfile, Task, profile_batch
 from pipelines.data.split import KEY_COLUMN, SPLIT_COLUMN, SPLIT_NAMES
 from pipelines.engines.base import Engine, EngineModel, FitContext, prediction_batch
+from pipelines.engines.cart import CartModel, fit_cart
 from pipelines.engines.dask_models import (
     LinearModel,
     NaiveBayesModel,
@@ -116,7 +117,7 @@ class DaskEngine(Engine):
         "logistic_regression": "block-wise gradients + L-BFGS on the driver (scikit-learn's objective)",
         "linear_svm": "block-wise squared-hinge gradients + L-BFGS (LinearSVC's primal) + shared Platt scaling",
         "naive_bayes": "Gaussian naive Bayes from block-wise class moments",
-        "decision_tree": "xgboost.dask: one tree, one Newton step from the prior (gini gains for binary)",
+        "decision_tree": "exact CART (scikit-learn) in one task fed the train blocks; prediction per block",
         "random_forest": "xgboost.dask random forest (DaskXGBRFClassifier's parameters)",
         "gbt": "xgboost.dask gradient boosting with HistGradientBoosting's settings",
         "xgboost": "xgboost.dask train on a DaskQuantileDMatrix (hist)",
@@ -357,6 +358,9 @@ class DaskEngine(Engine):
                 return fit_linear(reduce, LINEAR[name], n_features, n_classes, ctx.params, ctx.class_weights)
             if name == "naive_bayes":
                 return fit_naive_bayes(reduce, n_classes, ctx.params["var_smoothing"], ctx.class_weights)
+            if name == "decision_tree":  # exact CART needs all rows in one place (pipelines.engines.cart)
+                future = self.client.submit(_fit_cart, ctx.params, ctx.seed, ctx.class_weights, *blocks, pure=False)
+                return self._gather(future)
             counts = np.asarray(ctx.task.class_counts, dtype=np.float64)
             prior = float(counts[-1] / counts.sum())
             params, rounds = xgboost_params(name, ctx.params, n_features, n_classes, prior, ctx.seed)
@@ -403,7 +407,16 @@ class DaskEngine(Engine):
             return LinearModel.load(directory)
         if name == "naive_bayes":
             return NaiveBayesModel.load(directory)
+        if name == "decision_tree":
+            return CartModel.load(directory)
         return XGBoostModel.load(directory, ctx.task.n_classes)
+
+
+def _fit_cart(params: dict[str, Any], seed: int, class_weights: np.ndarray | None, *blocks: Any) -> CartModel:
+    """Return CART fitted on the train blocks, concatenated in partition order (one task, one worker)."""
+    x = np.concatenate([b[0] for b in blocks]) if blocks else np.empty((0, 0), np.float32)
+    y = np.concatenate([b[1] for b in blocks]) if blocks else np.empty(0, np.int32)
+    return fit_cart(x, y, params, seed, class_weights)
 
 
 def _item(block: tuple[Any, ...], i: int) -> Any:

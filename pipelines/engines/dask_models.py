@@ -294,21 +294,15 @@ def xgboost_params(
             subsample=0.632,  # the share of distinct rows in a bootstrap sample
         )
         rounds = 1
-    elif name == "decision_tree":
-        # One Newton step from the prior with no L2: split gains are gini gains (binary).
-        est = dxgb.DaskXGBClassifier(
-            learning_rate=1.0,
-            max_depth=p["max_depth"],
-            reg_lambda=0.0,
-            min_child_weight=p["min_samples_leaf"] * hessian,
-        )
-        rounds = 1
     else:
         raise AssertionError(f"no xgboost mapping for {name}")
     params = {k: v for k, v in est.get_xgb_params().items() if v is not None}
     params.update(objective, tree_method="hist", seed=seed)
-    if name == "decision_tree" and n_classes == 2:
-        params["base_score"] = prior
+    if name == "random_forest" and n_classes > 2:
+        # One tree with a leaf value per class, as a CART tree has, instead of a tree per class:
+        # per-class trees scored 0.03 higher accuracy than scikit-learn's forest on the multiclass
+        # scenario (20k rows, 3 seeds); one multi-output tree is within 0.008.
+        params["multi_strategy"] = "multi_output_tree"
     return params, rounds
 
 

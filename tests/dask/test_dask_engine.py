@@ -23,18 +23,19 @@ from tests.scenarios import Scenario
 
 # Smaller than the shared FAST settings: the same models, a 2-core machine, a 5-minute budget.
 PARAMS = {
-    "random_forest": {"n_estimators": 15, "max_depth": 6},
+    "random_forest": {"n_estimators": 50, "max_depth": 10},
     "gbt": {"n_estimators": 20},
     "xgboost": {"n_estimators": 25},
     "decision_tree": {"max_depth": 6},
     "rff_svm": {"n_components": 100},
     "nystroem_svm": {"n_components": 100},
 }
-# Dask's random forest and decision tree are xgboost trees, not scikit-learn's CART: another
-# algorithm, held to "no worse than local by more than 0.01" rather than "within 0.01".
-ONE_SIDED = {"random_forest", "decision_tree"}
+# An xgboost forest is not scikit-learn's forest: on 4,000 rows with 15 trees two forests of either
+# kind differ by up to 0.02 AUC from seed to seed, so the forest is compared where the forests
+# themselves agree (20,000 rows, 50 trees: scikit-learn seed to seed <= 0.006).
+ROWS = {"random_forest": 20000}
 CASES = [
-    Scenario(source, 4000, model, 0.0, params=PARAMS.get(model, {}))
+    Scenario(source, ROWS.get(model, 4000), model, 0.0, params=PARAMS.get(model, {}))
     for source in ("synthetic:higgs", "synthetic:multiclass")
     for model in DaskEngine.MODELS
 ]
@@ -63,10 +64,9 @@ def test_metrics_match_the_local_engine_on_the_same_split(case: Scenario, dask_a
     assert dask["rows"] == local["rows"] and dask["class_counts"] == local["class_counts"]
     gap = dask["test"]["auc"] - local["test"]["auc"]
     tolerance = 0.002 if case.model == "logistic_regression" else 0.01
-    if case.model in ONE_SIDED:
-        assert gap >= -tolerance, (dask["test"]["auc"], local["test"]["auc"])
-    else:
-        assert abs(gap) <= tolerance, (dask["test"]["auc"], local["test"]["auc"])
+    assert abs(gap) <= tolerance, (dask["test"]["auc"], local["test"]["auc"])
+    if case.model == "decision_tree":  # exact CART in one task: the local engine's very tree
+        assert abs(gap) < 1e-9, (dask["test"]["auc"], local["test"]["auc"])
     assert dask["engine_info"]["workers"] == 2
 
 
@@ -104,7 +104,7 @@ def test_row_keys_and_split_equal_the_local_engine_on_parquet_and_csv(dask_addre
 def test_predict_reloads_the_saved_model_and_reproduces_the_test_predictions(
     dask_address: str, tmp_path: Path, cli
 ) -> None:
-    for model in ("xgboost", "rff_svm"):
+    for model in ("xgboost", "rff_svm", "decision_tree"):
         raw = _on_dask(
             Scenario("synthetic:multiclass", 2000, model, 0.0, params=PARAMS.get(model, {})).spec(), dask_address
         )
