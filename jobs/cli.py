@@ -10,7 +10,7 @@ import click
 import typer
 from typer.main import get_command
 
-from jobs.commands import bench, data, evaluate, federate, models, predict, schema, train
+from jobs.commands import bench, compare, data, evaluate, federate, models, predict, schema, train
 from pipelines.errors import ScaleclfError
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app.command("predict")(predict.predict)
 app.command("evaluate")(evaluate.evaluate)
 app.command("federate")(federate.federate)
 app.command("bench")(bench.bench)
+app.command("compare")(compare.compare)
 app.command("schema")(schema.schema)
 app.command("models")(models.models)
 app.add_typer(data.app, name="data")

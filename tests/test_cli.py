@@ -63,6 +63,46 @@ def test_bench_prints_the_table_and_writes_bench_json(tmp_path: Path, cli) -> No
     assert "local" in result.out and "ratio" in result.out
 
 
+def test_compare_tabulates_each_engines_test_metrics_from_its_own_run(tmp_path: Path, cli) -> None:
+    config = tmp_path / "spec.yaml"
+    config.write_text(
+        "name: cmp\ndata: {source: 'builtin:breast_cancer', label: target}\n"
+        "model: {name: decision_tree, params: {max_depth: 3}}\nengine: {name: local, workers: 1}\n"
+    )
+    out = tmp_path / "cmp"
+    models = "decision_tree,naive_bayes"
+    result = cli("compare", config, "--engines", "local,local", "--models", models, "--out", out, "--quiet")
+    assert result.code == 0, result.err
+    report = json.loads((out / "compare.json").read_text())
+    entries = report["entries"]
+    assert [(e["model"], e["engine"]) for e in entries] == [
+        ("decision_tree", "local"),
+        ("decision_tree", "local"),
+        ("naive_bayes", "local"),
+        ("naive_bayes", "local"),
+    ]
+    for entry in entries:  # each figure is the run's own metrics.json, and one engine twice agrees with itself
+        metrics = json.loads((Path(entry["run_dir"]) / "metrics.json").read_text())
+        assert entry["test"]["auc"] == metrics["test"]["auc"] and entry["gap"]["auc"] == 0.0
+    spec_text = (Path(entries[0]["run_dir"]) / "spec.yaml").read_text()
+    assert "max_depth: 3" in spec_text  # the spec's params for its own model
+    assert "naive_bayes" in result.out and "decision_tree" in result.out
+
+
+def test_compare_lists_a_refused_model_with_the_reason_and_names_bad_options(tmp_path: Path, cli) -> None:
+    config = tmp_path / "spec.yaml"
+    config.write_text("name: cmp\ndata: {source: 'builtin:breast_cancer', label: target}\nmodel: {name: mlp}\n")
+    result = cli("compare", config, "--engines", "local,dask", "--out", tmp_path / "c", "--quiet")
+    assert result.code == 0, result.err
+    entries = json.loads((tmp_path / "c" / "compare.json").read_text())["entries"]
+    assert entries[1]["engine"] == "dask" and "data-parallel" in entries[1]["refused"]
+    assert "refused:" in result.out
+    bad = cli("compare", config, "--engines", "local,flink", "--out", tmp_path / "d")
+    assert bad.code == 2 and "--engines" in bad.err and "flink" in bad.err
+    bad = cli("compare", config, "--engines", "local", "--address", "spark", "--out", tmp_path / "d")
+    assert bad.code == 2 and "--address" in bad.err
+
+
 @pytest.mark.parametrize("scheme", ["file", "memory"])
 def test_uri_sources(scheme: str, tmp_path: Path) -> None:
     import fsspec
