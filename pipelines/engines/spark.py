@@ -17,7 +17,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -148,6 +148,7 @@ class SparkEngine(Engine):
         self.session: Any = None
         self._owned = False
         self._scratch: str | None = None
+        self.last_tune: dict[str, Any] | None = None  # set by tune (how trials were fitted)
 
     def _options(self) -> tuple[dict[str, str], float]:
         conf, timeout = {}, 60.0
@@ -238,7 +239,7 @@ class SparkEngine(Engine):
             "spark": sc.version,
             "task_slots": self.task_slots,
             "task_cpus": int(sc.getConf().get("spark.task.cpus", "1")),
-        }
+        } | ({"tune": self.last_tune} if self.last_tune else {})
 
     def preload(self, model: str) -> None:
         """Import pyspark.ml (and xgboost.spark) before the bench timer starts."""
@@ -316,12 +317,11 @@ class SparkEngine(Engine):
             )
         return wanted
 
-    def fit(self, data: SparkData, ctx: FitContext) -> SparkModel:
-        """Return the PipelineModel (shared features + estimator) fitted on the train split."""
+    def _train_frame(self, data: SparkData, ctx: FitContext) -> tuple[Any, Any]:
+        """Return (the SharedFeatures stage, the train rows' feature frame, persisted unless kernel-wide)."""
         from pyspark import StorageLevel
-        from pyspark.ml import PipelineModel
 
-        from pipelines.engines.spark_models import SharedFeatures, build_estimator, feature_state
+        from pipelines.engines.spark_models import SharedFeatures, feature_state
 
         features = SharedFeatures(state=feature_state(ctx, data.plan.label))
         rows = data.rows("train")
@@ -340,11 +340,22 @@ class SparkEngine(Engine):
         train = features.transform(rows)
         if cache:
             train = train.persist(StorageLevel.MEMORY_AND_DISK)
+        return features, train
+
+    def _estimator(self, ctx: FitContext) -> Any:
+        from pipelines.engines.spark_models import build_estimator
+
+        counts = np.asarray(ctx.task.class_counts, dtype=np.float64)
+        weights = ctx.class_weights if ctx.class_weights is not None else np.ones(len(counts))
+        return build_estimator(ctx, float(counts @ weights), self._workers())
+
+    def fit(self, data: SparkData, ctx: FitContext) -> SparkModel:
+        """Return the PipelineModel (shared features + estimator) fitted on the train split."""
+        from pyspark.ml import PipelineModel
+
+        features, train = self._train_frame(data, ctx)
         try:
-            counts = np.asarray(ctx.task.class_counts, dtype=np.float64)
-            weights = ctx.class_weights if ctx.class_weights is not None else np.ones(len(counts))
-            estimator = build_estimator(ctx, float(counts @ weights), self._workers())
-            fitted = estimator.fit(train)
+            fitted = self._estimator(ctx).fit(train)
         except (ConfigError, EngineError):
             raise
         except Exception as exc:
@@ -352,6 +363,23 @@ class SparkEngine(Engine):
         finally:
             train.unpersist()
         return SparkModel(PipelineModel(stages=[features, fitted]))
+
+    def tune(
+        self,
+        data: Any,
+        ctx: FitContext,
+        tuning: Any,
+        score: Callable[[EngineModel, FitContext], dict[str, Any]],
+        on_trial: Callable[[Any], None] | None = None,
+    ) -> tuple[EngineModel, FitContext, list[Any]] | None:
+        """Fit the shared trials with ``Estimator.fitMultiple`` on ``tuning.parallelism`` threads.
+
+        See ``pipelines.engines.spark_tune``: TrainValidationSplit's parallel fitting over param
+        maps, scored on the fixed valid split with the shared metrics.
+        """
+        from pipelines.engines.spark_tune import tune_on_spark
+
+        return tune_on_spark(self, data, ctx, tuning, score, on_trial)
 
     def predict(self, model: EngineModel, data: SparkData, ctx: FitContext, split: str) -> Iterator[pa.RecordBatch]:
         """Yield prediction batches for ``split``, collected from Spark as Arrow (``toArrow``)."""

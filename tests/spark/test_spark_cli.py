@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 from tests.conftest import REPO, base_spec
@@ -82,9 +83,20 @@ def test_spark_tuning_reports_every_trial(cli, tmp_path: Path) -> None:
         "--set",
         "tuning.method=grid",
         "--set",
-        "tuning.space={C: [0.01, 1.0]}",
+        "tuning.space={C: [0.0001, 0.01, 1.0]}",
+        "--set",
+        "tuning.parallelism=2",
     )
     assert result.code == 0, result.err
-    tuning = json.loads((Path(result.last_line) / "tuning.json").read_text())
-    assert [t["params"] for t in tuning["trials"]] == [{"C": 0.01}, {"C": 1.0}]
-    assert all(t["score"] is not None and t["valid"]["auc"] == t["score"] for t in tuning["trials"])
+    run_dir = Path(result.last_line)
+    tuning = json.loads((run_dir / "tuning.json").read_text())
+    trials = tuning["trials"]
+    assert [t["params"] for t in trials] == [{"C": 0.0001}, {"C": 0.01}, {"C": 1.0}]
+    assert all(t["status"] == "ok" and t["valid"]["auc"] == t["score"] for t in trials)
+    # Each param map really fitted its own C: the strongest penalty scores apart from the weakest.
+    assert trials[0]["valid"]["log_loss"] != trials[2]["valid"]["log_loss"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["engine_info"]["tune"]["parallelism"] == 2
+    assert "fitMultiple" in metrics["engine_info"]["tune"]["method"]
+    # The kept model is the best trial's: its valid AUC is the best trial score.
+    assert metrics["valid"]["auc"] == pytest.approx(max(t["score"] for t in trials), abs=1e-9)
