@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -438,8 +439,16 @@ class RayEngine(Engine):
                 trainer = DataParallelTrainer(
                     loop, train_loop_config=cfg, scaling_config=scaling, run_config=run_config, datasets=datasets
                 )
+            called = time.time()
             result = self._run(f"training {ctx.model.name}", trainer.fit)
+            returned = time.time()
             self.last_fit = dict(result.metrics or {})
+            # Ray Train's own time: before the workers' loop started and after it ended (one clock
+            # on one machine; across machines it includes their clock skew).
+            started, ended = self.last_fit.pop("loop_started", None), self.last_fit.pop("loop_ended", None)
+            if started is not None and ended is not None:
+                self.last_fit["train_startup_s"] = round(started - called, 3)
+                self.last_fit["train_teardown_s"] = round(returned - ended, 3)
             if result.checkpoint is None:
                 raise EngineError(f"ray: training {ctx.model.name} ended without a checkpoint")
             with result.checkpoint.as_directory() as directory:
