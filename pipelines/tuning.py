@@ -75,6 +75,18 @@ def make_trials(tuning: TuningSpec, seed: int) -> list[dict[str, Any]]:
     return [{k: _sample(k, v, rng) for k, v in space.items()} for _ in range(tuning.n_trials)]
 
 
+def trial_contexts(tuning: TuningSpec, ctx: FitContext) -> tuple[list[dict[str, Any]], list[FitContext]]:
+    """Return the searched parameter sets and, for each, ``ctx`` with its full resolved params.
+
+    Parameters outside the space keep the spec's values. Every engine tries exactly these.
+    """
+    searched = make_trials(tuning, ctx.seed)
+    contexts = [
+        replace(ctx, params=ctx.model.resolve_params({**ctx.params, **s}, prefix="tuning.space")) for s in searched
+    ]
+    return searched, contexts
+
+
 def is_better(metric: str, a: float | None, b: float | None) -> bool:
     """Return True when score ``a`` beats ``b`` for ``metric`` (None never wins)."""
     if a is None:
@@ -98,10 +110,7 @@ def run_tuning(
         return scheduled
     trials = []
     best: tuple[EngineModel, FitContext, float | None] | None = None
-    for number, searched in enumerate(make_trials(tuning, ctx.seed)):
-        # Parameters outside the space keep the spec's values.
-        params = ctx.model.resolve_params({**ctx.params, **searched}, prefix="tuning.space")
-        trial_ctx = replace(ctx, params=params)
+    for number, (searched, trial_ctx) in enumerate(zip(*trial_contexts(tuning, ctx), strict=True)):
         trial = Trial(number, searched)
         start = time.perf_counter()
         model = engine.fit(data, trial_ctx)

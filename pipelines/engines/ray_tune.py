@@ -14,12 +14,11 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pipelines.engines.base import EngineModel, FitContext
-from pipelines.tuning import LOWER_IS_BETTER, Trial, is_better, make_trials
+from pipelines.tuning import LOWER_IS_BETTER, Trial, is_better, trial_contexts
 
 
 def tune_on_ray(
@@ -34,10 +33,7 @@ def tune_on_ray(
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
-    searched = make_trials(tuning, ctx.seed)
-    contexts = [
-        replace(ctx, params=ctx.model.resolve_params({**ctx.params, **s}, prefix="tuning.space")) for s in searched
-    ]
+    searched, contexts = trial_contexts(tuning, ctx)
     per_trial = engine.workers * engine.cpus_per_worker()
     concurrent = max(1, min(tuning.parallelism, int(engine._cpus // per_trial)))
     mode = "min" if tuning.metric in LOWER_IS_BETTER else "max"

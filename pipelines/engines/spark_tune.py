@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from multiprocessing.pool import ThreadPool
 from typing import Any
 
 from pipelines.engines.base import EngineModel, FitContext
 from pipelines.errors import ConfigError, EngineError
-from pipelines.tuning import Trial, is_better, make_trials
+from pipelines.tuning import Trial, is_better, trial_contexts
 
 
 def param_map(base: Any, trial: Any) -> dict[Any, Any]:
@@ -51,10 +50,7 @@ def tune_on_spark(
 
     from pipelines.engines.spark import SparkModel, _spark_reason
 
-    searched = make_trials(tuning, ctx.seed)
-    contexts = [
-        replace(ctx, params=ctx.model.resolve_params({**ctx.params, **s}, prefix="tuning.space")) for s in searched
-    ]
+    searched, contexts = trial_contexts(tuning, ctx)
     base = engine._estimator(ctx)
     maps = [param_map(base, engine._estimator(c)) for c in contexts]
     parallel = 1 if ctx.model.name == "xgboost" else max(1, min(int(tuning.parallelism), len(maps)))
