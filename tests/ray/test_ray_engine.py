@@ -78,6 +78,11 @@ def test_metrics_match_local(ray_address: str, tmp_path: Path, source: str, mode
     )
     manifest = json.loads((ray_run / "model" / "manifest.json").read_text())
     assert manifest["engine"] == "ray" and manifest["native_files"]
+    if model in ("xgboost", "gbt", "random_forest"):  # where a Ray Train fit's time went
+        last_fit = ours["engine_info"]["last_fit"]
+        phases = ("read_s", "matrix_s", "train_s", "train_startup_s", "train_teardown_s")
+        assert all(last_fit[k] >= 0 for k in phases), last_fit
+        assert sum(last_fit[k] for k in phases) <= ours["timing"]["fit_s"] + 0.5
     if model == "decision_tree":  # the tree reloads (skops, types checked) and scores the same rows alike
         from pipelines.data.sources import resolve_source
 
