@@ -1,0 +1,106 @@
+"""What the Ray engine trims from each Ray Train fit, and how training workers get their rows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
+from ray.train.v2._internal.execution.scaling_policy.fixed import FixedScalingPolicy
+from ray.train.v2.api.config import ScalingConfig
+from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+from pipelines.engines.ray import _ingest
+from pipelines.engines.ray_lean import LocalScalingPolicy, lean_trainer
+from pipelines.run import train
+from pipelines.spec import build_spec
+from tests.conftest import REPO
+
+
+class _Trainer:
+    """Stands in for a Ray Train v2 trainer: the two hooks lean_trainer overrides."""
+
+    def _create_default_callbacks(self) -> list[Any]:
+        return [PlacementGroupCleanerCallback(), "backend"]
+
+    def _initialize_and_run_controller(self, **kwargs: Any) -> dict[str, Any]:
+        return kwargs
+
+
+def test_ray_train_still_has_the_hooks_lean_trainer_overrides() -> None:
+    # A Ray upgrade that renames them would silently bring the cleaner and the coordinator back.
+    assert callable(DataParallelTrainer._create_default_callbacks)
+    assert callable(DataParallelTrainer._initialize_and_run_controller)
+    assert callable(FixedScalingPolicy._send_resource_request)
+    assert callable(FixedScalingPolicy._cancel_resource_request)
+
+
+def test_the_cleaner_is_dropped_unless_asked_for() -> None:
+    lean = lean_trainer(_Trainer, placement_group_cleaner=False, local=True)()
+    assert lean._create_default_callbacks() == ["backend"]
+    kept = lean_trainer(_Trainer, placement_group_cleaner=True, local=True)()
+    assert isinstance(kept._create_default_callbacks()[0], PlacementGroupCleanerCallback)
+
+
+def test_a_local_instance_sends_no_autoscaler_requests() -> None:
+    policy = FixedScalingPolicy(ScalingConfig(num_workers=2))
+    local = lean_trainer(_Trainer, placement_group_cleaner=False, local=True)()
+    swapped = local._initialize_and_run_controller(scaling_policy=policy)["scaling_policy"]
+    assert type(swapped) is LocalScalingPolicy and swapped.scaling_config.num_workers == 2
+    assert swapped._send_resource_request() is None  # no AutoscalingCoordinator actor is created
+    joined = lean_trainer(_Trainer, placement_group_cleaner=False, local=False)()
+    assert joined._initialize_and_run_controller(scaling_policy=policy)["scaling_policy"] is policy
+
+
+@pytest.mark.parametrize(
+    ("setting", "blocks", "workers", "used"),
+    [
+        ("blocks", 2, 1, "blocks"),
+        ("blocks", 2, 2, "blocks"),
+        ("blocks", 1, 2, "fragments"),  # fewer blocks than workers
+        ("blocks", 3, 2, "fragments"),  # uneven shares
+        ("fragments", 2, 2, "fragments"),
+        ("dataset", 2, 2, "dataset"),
+    ],
+)
+def test_workers_take_blocks_only_where_they_divide_evenly(setting: str, blocks: int, workers: int, used: str) -> None:
+    assert _ingest(setting, blocks, workers) == used
+
+
+def test_the_train_loop_imports_xgboost_without_scikit_learn() -> None:
+    code = (
+        "import sys\n"
+        "from pipelines.engines.ray_fit import import_xgboost_alone\n"
+        "xgb = import_xgboost_alone()\n"
+        "assert 'sklearn' not in sys.modules, 'sklearn was imported'\n"
+        "import sklearn\n"  # still importable afterwards
+        "print(xgb.__name__, sklearn.__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["xgboost", "sklearn"]
+
+
+def test_fresh_local_xgboost_fit_takes_the_loaded_blocks(tmp_path: Path) -> None:
+    # A fresh local instance (no engine.address): the lean trainer and the single-worker backend;
+    # both ingests train on the same rows in the same order, so they grow the same trees.
+    aucs = {}
+    for ingest in ("blocks", "fragments"):
+        job = {
+            "name": "lean",
+            "seed": 3,
+            "data": {"source": "synthetic:higgs", "label": "label", "rows": 30000},
+            "model": {"name": "xgboost", "params": {"n_estimators": 30}},
+            "engine": {"name": "ray", "workers": 1, "options": {"ingest": ingest, "num_cpus": 2}},
+            "output": {"dir": str(tmp_path), "report": False},
+        }
+        facts = json.loads((train(build_spec(job)) / "metrics.json").read_text())
+        assert facts["engine_info"]["address"] == "local"
+        assert facts["engine_info"]["last_fit"]["ingest"] == ingest
+        assert facts["engine_info"]["last_fit"]["round"] == 30
+        aucs[ingest] = facts["test"]["auc"]
+    assert aucs["blocks"] == pytest.approx(aucs["fragments"], abs=1e-12)
