@@ -61,6 +61,21 @@ def test_bench_prints_the_table_and_writes_bench_json(tmp_path: Path, cli) -> No
     assert row["pipeline_peak_mb"] > 50 and row["raw_peak_mb"] > 50
     assert (tmp_path / "bench" / "bench.png").is_file()
     assert "local" in result.out and "ratio" in result.out
+    # Against the single-process (local raw) baseline of the same size: for local, the ratio itself.
+    assert row["vs_single"] == pytest.approx(row["ratio"]) and "x single" in result.out
+    assert report["baselines"] == ["local"]
+
+
+def test_bench_times_only_the_pipeline_of_engines_left_out_of_baselines(tmp_path: Path, cli) -> None:
+    args = ["bench", REPO / "conf" / "bench.yaml", "--engines", "local", "--rows", "2000", "--repeats", "1"]
+    result = cli(*args, "--baselines", "", "--out", tmp_path / "b", "--quiet")
+    assert result.code == 0, result.err
+    row = json.loads((tmp_path / "b" / "bench.json").read_text())["results"][0]
+    assert row["pipeline_s"] > 0 and row["raw_s"] is None and row["ratio"] is None and row["vs_single"] is None
+    assert row["runs"]["raw"] == [] and len(row["runs"]["pipeline"]) == 1
+    refused = cli(*args, "--baselines", "ray", "--out", tmp_path / "c", "--quiet")
+    assert refused.code == 2 and "--baselines: ray is not one of --engines" in refused.err
+    assert not (tmp_path / "c").exists()
 
 
 def test_compare_tabulates_each_engines_test_metrics_from_its_own_run(tmp_path: Path, cli) -> None:

@@ -16,6 +16,10 @@ def bench(
     rows: Annotated[str | None, typer.Option("--rows", help="Comma-separated row counts (synthetic sources).")] = None,
     out: Annotated[Path, typer.Option("--out", help="Directory for bench.json and bench.png.")] = Path("bench"),
     repeats: Annotated[int, typer.Option("--repeats", min=1, help="Runs of each side per engine and size.")] = 3,
+    baselines: Annotated[
+        str | None,
+        typer.Option("--baselines", help="Engines whose raw baseline runs (default: all of --engines)."),
+    ] = None,
     set_: SetOption = None,
     quiet: QuietOption = False,
     debug: DebugOption = False,
@@ -33,6 +37,7 @@ def bench(
         sizes: list[int | None] = [int(r) for r in rows.split(",")] if rows else [None]
     except ValueError:
         raise ConfigError(f"--rows: expected comma-separated integers, got {rows!r}") from None
-    report = run_bench(spec, names, sizes, out, repeats=repeats, progress=Progress(quiet=quiet))
+    raw = None if baselines is None else [e.strip() for e in baselines.split(",") if e.strip()]
+    report = run_bench(spec, names, sizes, out, repeats=repeats, progress=Progress(quiet=quiet), baselines=raw)
     print(format_table(report))
     stdout(str(out / "bench.json"))
