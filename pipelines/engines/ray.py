@@ -7,8 +7,9 @@ store. Trees (xgboost, gbt, random_forest) train with Ray Train's ``XGBoostTrain
 decision_tree is exact CART in one task (``pipelines.engines.cart``); linear models, the kernel
 SVMs and the MLP train data-parallel in numpy on Ray Train workers
 (``pipelines.engines.ray_fit``); naive Bayes is exact sufficient statistics summed over the
-blocks. Training workers read their own Parquet row groups; predictions run as one task per
-block, where the block is. (Many small Ray Data ``map_batches`` tasks cost more
+blocks. Training workers take their share of the loaded blocks from the object store (or, where
+the blocks do not divide evenly among them, read their own Parquet row groups); predictions run
+where each block is. (Many small Ray Data ``map_batches`` tasks cost more
 than the work at 1M rows; ``ingest: dataset`` still feeds Ray Train from Ray Data.)
 """
 
