@@ -11,21 +11,21 @@ from typing import Any
 import pytest
 from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
 from ray.train.v2._internal.execution.scaling_policy.fixed import FixedScalingPolicy
-from ray.train.v2.api.config import ScalingConfig
+from ray.train.v2.api.config import RunConfig, ScalingConfig
 from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
-from pipelines.engines.ray import _ingest
-from pipelines.engines.ray_lean import LocalScalingPolicy, lean_trainer
+from pipelines.engines.ray import RayEngine, _ingest
+from pipelines.engines.ray_lean import LocalScalingPolicy
 from pipelines.run import train
 from pipelines.spec import build_spec
 from tests.conftest import REPO
 
 
 class _Trainer:
-    """Stands in for a Ray Train v2 trainer: the two hooks lean_trainer overrides."""
+    """Stands in for a Ray Train v2 trainer where running its controller would need a cluster."""
 
     def _create_default_callbacks(self) -> list[Any]:
-        return [PlacementGroupCleanerCallback(), "backend"]
+        return []
 
     def _initialize_and_run_controller(self, **kwargs: Any) -> dict[str, Any]:
         return kwargs
@@ -39,21 +39,41 @@ def test_ray_train_still_has_the_hooks_lean_trainer_overrides() -> None:
     assert callable(FixedScalingPolicy._cancel_resource_request)
 
 
-def test_the_cleaner_is_dropped_unless_asked_for() -> None:
-    lean = lean_trainer(_Trainer, placement_group_cleaner=False, local=True)()
-    assert lean._create_default_callbacks() == ["backend"]
-    kept = lean_trainer(_Trainer, placement_group_cleaner=True, local=True)()
-    assert isinstance(kept._create_default_callbacks()[0], PlacementGroupCleanerCallback)
+def _engine(**options: Any) -> RayEngine:
+    job = build_spec(
+        {
+            "name": "lean",
+            "data": {"source": "synthetic:higgs", "label": "label"},
+            "model": {"name": "xgboost"},
+            "engine": {"name": "ray", "options": options},
+        }
+    )
+    return RayEngine(job.engine, 0)
 
 
-def test_a_local_instance_sends_no_autoscaler_requests() -> None:
+@pytest.mark.parametrize("keep", [False, True])
+def test_the_engines_trainers_start_no_cleaner_unless_asked_for(tmp_path: Path, keep: bool) -> None:
+    # Ray's own trainer and callback list, through the engine: nothing needs a running Ray.
+    options = {"placement_group_cleaner": True} if keep else {}
+    trainer = _engine(**options)._trainer_class(DataParallelTrainer)(
+        lambda: None, scaling_config=ScalingConfig(num_workers=1), run_config=RunConfig(storage_path=str(tmp_path))
+    )
+    made = trainer._create_default_callbacks()
+    assert any(isinstance(cb, PlacementGroupCleanerCallback) for cb in made) is keep
+    assert any(type(cb).__name__ == "BackendSetupCallback" for cb in made)  # the rest is Ray's, untouched
+
+
+def test_only_a_local_instance_skips_the_autoscaler_requests() -> None:
     policy = FixedScalingPolicy(ScalingConfig(num_workers=2))
-    local = lean_trainer(_Trainer, placement_group_cleaner=False, local=True)()
-    swapped = local._initialize_and_run_controller(scaling_policy=policy)["scaling_policy"]
-    assert type(swapped) is LocalScalingPolicy and swapped.scaling_config.num_workers == 2
-    assert swapped._send_resource_request() is None  # no AutoscalingCoordinator actor is created
-    joined = lean_trainer(_Trainer, placement_group_cleaner=False, local=False)()
-    assert joined._initialize_and_run_controller(scaling_policy=policy)["scaling_policy"] is policy
+    engine = _engine()
+    engine._local = True  # what on_start sets after starting its own instance
+    swapped = engine._trainer_class(_Trainer)()._initialize_and_run_controller(scaling_policy=policy)
+    assert type(swapped["scaling_policy"]) is LocalScalingPolicy
+    assert swapped["scaling_policy"].scaling_config.num_workers == 2
+    assert swapped["scaling_policy"]._send_resource_request() is None  # no AutoscalingCoordinator actor
+    engine._local = False  # joined a cluster (engine.address, ray job submit): Ray's own policy
+    kept = engine._trainer_class(_Trainer)()._initialize_and_run_controller(scaling_policy=policy)
+    assert kept["scaling_policy"] is policy
 
 
 @pytest.mark.parametrize(
