@@ -152,7 +152,10 @@ def build_estimator(ctx: FitContext, n_train: float, workers: int) -> Any:
         svm = mc.LinearSVC(
             regParam=1.0 / (p["C"] * n_train),
             maxIter=p["max_iter"],
-            tol=min(p["tol"], 1e-6),
+            # The spec's tol as MLlib's (relative loss change): tightening it to 1e-6 as for logistic
+            # regression doubled the OneVsRest fits (kernel SVMs at 20k rows: 37 -> 76 s) and moved
+            # test accuracy by at most 0.0013.
+            tol=p["tol"],
             standardization=False,
             **(features_only if k > 2 else common),
         )
