@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --disable-pip-version-check -q -c requirements.lock
 CLI    := $(VENV)/bin/scaleclf
 
-.PHONY: install install-core run test bench lint typecheck lock clean spark-package
+.PHONY: install install-core run test test-all bench lint typecheck lock clean spark-package
 
 # The core install (local engine, CLI, report) is enough for the quickstart; `install` adds
 # Spark, Dask, Ray, Flower, MLflow and the dev tools that the test suite uses.
@@ -27,6 +27,10 @@ run: install-core
 
 test: install
 	$(VENV)/bin/pytest
+
+# The slow tier too: the costliest parity cases that `make test` (CI) leaves out.
+test-all: install
+	$(VENV)/bin/pytest -m 'slow or not slow'
 
 bench: install
 	$(CLI) bench conf/bench.yaml --engines local --rows 100000

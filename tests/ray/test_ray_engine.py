@@ -61,8 +61,23 @@ PARITY_ROWS = {"random_forest": 20000}
 TOLERANCE = {"logistic_regression": 0.005, "decision_tree": 1e-9}  # CART in one task: the very same tree
 
 
-@pytest.mark.parametrize("source", ["synthetic:higgs", "synthetic:multiclass"])
-@pytest.mark.parametrize("model", list(RayEngine.MODELS))
+# The costliest multiclass cases (20-60 s each here) run in the slow tier (`make test-all`,
+# `pytest -m slow`); `make test` keeps every binary case and the multiclass booster (gbt), MLP,
+# linear and naive Bayes paths.
+SLOW = {"random_forest", "xgboost", "rff_svm", "nystroem_svm"}
+CASES = [
+    pytest.param(
+        source,
+        model,
+        marks=[pytest.mark.slow] if source.endswith("multiclass") and model in SLOW else [],
+        id=f"{model}-{source}",
+    )
+    for source in ("synthetic:higgs", "synthetic:multiclass")
+    for model in RayEngine.MODELS
+]
+
+
+@pytest.mark.parametrize(("source", "model"), CASES)
 def test_metrics_match_local(ray_address: str, tmp_path: Path, source: str, model: str, cli: Any) -> None:
     tolerance = TOLERANCE.get(model, 0.01)
     # Two training workers, one on each node: the data-parallel path with its all-reduce.
