@@ -29,7 +29,7 @@ def estimator(name, p, seed, n, k, workers):
             regParam=reg, maxIter=p["max_iter"], tol=min(p["tol"], 1e-6), standardization=False
         )
     if name == "linear_svm":
-        svm = mc.LinearSVC(regParam=reg, maxIter=p["max_iter"], tol=min(p["tol"], 1e-6), standardization=False)
+        svm = mc.LinearSVC(regParam=reg, maxIter=p["max_iter"], tol=p["tol"], standardization=False)  # as the engine
         return svm if k == 2 else mc.OneVsRest(classifier=svm, parallelism=workers)
     if name == "naive_bayes":
         return mc.NaiveBayes(modelType="gaussian")
