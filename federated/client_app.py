@@ -17,8 +17,23 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from federated.models import NetSpec, loss_and_grad, outputs, train_local, xgb_params
+from federated.privacy import noise_rng, privatize_update
 
-app = ClientApp()
+LEGACY_FIT = "fitins.parameters"
+LEGACY_EVALUATE = "evaluateins.parameters"
+
+
+def _secagg_dispatch(msg: Message, context: Context, call_next: Any) -> Message:
+    """Send SecAgg+ protocol messages through Flower's secaggplus_mod; all others straight to the handlers."""
+    from flwr.client.mod import secaggplus_mod
+    from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+
+    if RECORD_KEY_CONFIGS in msg.content.config_records:
+        return cast(Message, secaggplus_mod(msg, context, call_next))
+    return cast(Message, call_next(msg, context))
+
+
+app = ClientApp(mods=[_secagg_dispatch])
 
 
 class InjectedClientFailure(RuntimeError):
@@ -49,13 +64,18 @@ def _model_bytes(msg: Message) -> bytes:
 
 def _setup(msg: Message, context: Context) -> tuple[ConfigRecord, int, dict[str, Any], dict[str, np.ndarray]]:
     config = cast(ConfigRecord, msg.content["config"])
+    return (config, *_client(config, context))
+
+
+def _client(config: Any, context: Context) -> tuple[int, dict[str, Any], dict[str, np.ndarray]]:
+    """Return the client id, the federation's meta and the client's arrays; raise an injected failure."""
     client = int(cast(int, context.node_config["partition-id"]))
     directory = str(config["partitions-dir"])
     meta = load_meta(directory)
     server_round = int(cast(int, config["server-round"]))
     if client in meta["fail_clients"] and server_round in meta["fail_rounds"]:
         raise InjectedClientFailure(f"client {client} fails in round {server_round} (federated.fail_clients)")
-    return config, client, meta, load_client(directory, client)
+    return client, meta, load_client(directory, client)
 
 
 def _reply(msg: Message, arrays: ArrayRecord | None, metrics: dict[str, float]) -> Message:
@@ -68,6 +88,8 @@ def _reply(msg: Message, arrays: ArrayRecord | None, metrics: dict[str, float]) 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train on the client's train rows from the global model; reply with the new model."""
+    if LEGACY_FIT in msg.content.array_records:
+        return _train_secagg(msg, context)
     config, client, meta, data = _setup(msg, context)
     x, y, w = data["x_train"], data["y_train"], data["w_train"]
     server_round = int(cast(int, config["server-round"]))
@@ -75,22 +97,65 @@ def train(msg: Message, context: Context) -> Message:
     if meta["model"] == "xgboost":
         arrays, loss = _train_xgboost(_model_bytes(msg), x, y, w, meta, seed)
     else:
-        spec = NetSpec.from_dict(meta["net"])
         start = _arrays(msg).to_numpy_ndarrays()
-        params, loss = train_local(
-            spec,
-            start,
-            x.astype(np.float64),
-            y,
-            w.astype(np.float64),
-            epochs=meta["local_epochs"],
-            batch_size=meta["batch_size"],
-            lr=meta["learning_rate"],
-            mu=float(cast(float, config.get("proximal-mu", 0.0))),
-            seed=seed,
-        )
+        params, loss = train_network(start, data, meta, float(cast(float, config.get("proximal-mu", 0.0))), seed)
         arrays = ArrayRecord(params)
     return _reply(msg, arrays, {"num-examples": len(y), "train-loss": float(loss), "client": client})
+
+
+def train_network(
+    start: list[np.ndarray], data: dict[str, np.ndarray], meta: dict[str, Any], mu: float, seed: int
+) -> tuple[list[np.ndarray], float]:
+    """Return a client's network after local training from ``start`` and its loss, privatized as the spec says.
+
+    dpsgd clips and noises every step; local and distributed DP clip and noise the update
+    ``trained - start`` before it leaves the client (federated/privacy.py).
+    """
+    spec = NetSpec.from_dict(meta["net"])
+    privacy = meta.get("privacy") or {"dp": "none"}
+    dpsgd = (privacy["clipping_norm"], privacy["noise_multiplier"]) if privacy["dp"] == "dpsgd" else None
+    params, loss = train_local(
+        spec,
+        start,
+        data["x_train"].astype(np.float64),
+        data["y_train"],
+        data["w_train"].astype(np.float64),
+        epochs=meta["local_epochs"],
+        batch_size=meta["batch_size"],
+        lr=meta["learning_rate"],
+        mu=mu,
+        seed=seed,
+        dpsgd=dpsgd,
+    )
+    if privacy["dp"] in ("local", "distributed"):
+        params = privatize_update(start, params, privacy, noise_rng())
+    return params, loss
+
+
+def _train_secagg(msg: Message, context: Context) -> Message:
+    """Train for a SecAgg+ round: the legacy FitIns in, a FitRes out (secaggplus_mod masks its model).
+
+    Under distributed DP the client reports ``num_examples`` 1, so SecAgg+ sums the clipped,
+    noised models unweighted; otherwise FedAvg's weighting by train rows happens inside SecAgg+.
+    """
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+    from flwr.compat.common.recorddict_compat import fitres_to_recorddict, recorddict_to_fitins
+
+    fitins = recorddict_to_fitins(msg.content, keep_input=True)
+    config = dict(fitins.config)
+    client, meta, data = _client(config, context)
+    server_round = int(cast(int, config["server-round"]))
+    seed = meta["seed"] * 100_003 + client * 1_009 + server_round
+    start = parameters_to_ndarrays(fitins.parameters)
+    params, loss = train_network(start, data, meta, float(cast(float, config.get("proximal_mu", 0.0))), seed)
+    privacy = meta["privacy"]
+    rows = len(data["y_train"])
+    reported = 1 if privacy["dp"] == "distributed" else rows
+    limit = privacy["secagg_clipping_range"] * privacy["secagg_max_weight"] / reported
+    clipped = int(sum(int(np.sum(np.abs(p) > limit)) for p in params))
+    metrics = {"num-examples": rows, "train-loss": float(loss), "client": client, "secagg-clipped": clipped}
+    fitres = FitRes(Status(Code.OK, "ok"), ndarrays_to_parameters(params), reported, cast(Any, metrics))
+    return Message(fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
 
 
 def _train_xgboost(
@@ -118,21 +183,45 @@ def _train_xgboost(
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the global model on the client's validation rows (loss and accuracy)."""
+    if LEGACY_EVALUATE in msg.content.array_records:
+        return _evaluate_legacy(msg, context)
     _config, client, meta, data = _setup(msg, context)
+    loss, accuracy = _evaluate_model(client, meta, data, _arrays(msg))
+    y = data["y_valid"]
+    return _reply(msg, None, {"num-examples": len(y), "loss": float(loss), "accuracy": accuracy, "client": client})
+
+
+def _evaluate_legacy(msg: Message, context: Context) -> Message:
+    """Evaluate for the legacy workflow of SecAgg+ runs: EvaluateIns in, EvaluateRes out."""
+    from flwr.common import Code, EvaluateRes, Status, parameters_to_ndarrays
+    from flwr.compat.common.recorddict_compat import evaluateres_to_recorddict, recorddict_to_evaluateins
+
+    ins = recorddict_to_evaluateins(msg.content, keep_input=True)
+    client, meta, data = _client(dict(ins.config), context)
+    loss, accuracy = _evaluate_model(client, meta, data, ArrayRecord(parameters_to_ndarrays(ins.parameters)))
+    res = EvaluateRes(
+        Status(Code.OK, "ok"), float(loss), len(data["y_valid"]), {"accuracy": accuracy, "client": client}
+    )
+    return Message(evaluateres_to_recorddict(res), reply_to=msg)
+
+
+def _evaluate_model(
+    client: int, meta: dict[str, Any], data: dict[str, np.ndarray], arrays: ArrayRecord
+) -> tuple[float, float]:
+    """Return the global model's weighted loss and accuracy on the client's validation rows."""
     x, y, w = data["x_valid"], data["y_valid"], data["w_valid"]
     if not len(y):
         raise ValueError(f"client {client} holds no validation rows")
     if meta["model"] == "xgboost":
         from federated.models import xgb_outputs
 
-        proba = xgb_outputs(_model_bytes(msg), x, meta["n_classes"])
+        proba = xgb_outputs(bytes(cast(Any, arrays["0"]).numpy().tobytes()), x, meta["n_classes"])
         loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, None))))
         pred = proba.argmax(axis=1)
     else:
         spec = NetSpec.from_dict(meta["net"])
-        params = _arrays(msg).to_numpy_ndarrays()
+        params = arrays.to_numpy_ndarrays()
         loss, _ = loss_and_grad(spec, params, x.astype(np.float64), y, w.astype(np.float64))
         values = outputs(spec, params, x.astype(np.float64))
         pred = (values > 0).astype(int) if values.ndim == 1 else values.argmax(axis=1)
-    accuracy = float(np.mean(pred == y))
-    return _reply(msg, None, {"num-examples": len(y), "loss": float(loss), "accuracy": accuracy, "client": client})
+    return float(loss), float(np.mean(pred == y))

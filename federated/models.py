@@ -145,6 +145,56 @@ def loss_and_grad(
     return float(loss), grads
 
 
+def clipped_grad_sum(
+    spec: NetSpec, params: list[np.ndarray], x: np.ndarray, y: np.ndarray, w: np.ndarray, bound: float
+) -> tuple[float, list[np.ndarray]]:
+    """Return the summed data loss of a batch and the sum of its rows' gradients, each clipped to ``bound``.
+
+    A row's gradient is linear in its output delta, and a layer's weight gradient for one row is
+    the outer product ``a delta^T`` whose norm is ``|a| |delta|``; so the per-row norms come from
+    one backward pass without materialising per-row gradients, and scaling each row's output
+    delta by its clip factor scales all of its layer gradients.
+    """
+    n = len(y)
+    if n == 0:
+        return 0.0, [np.zeros_like(p) for p in params]
+    loss, _ = loss_and_grad(spec, params, x, y, w)
+    scores, acts = forward(spec, params, x)
+    delta = _output_delta(spec, scores, y, w)
+    deltas: list[np.ndarray] = [np.empty(0)] * (len(params) // 2)
+    sq_norm = np.zeros(n)
+    for i in range(len(params) // 2 - 1, -1, -1):
+        deltas[i] = delta
+        sq_norm += (np.sum(acts[i] ** 2, axis=1) + 1.0) * np.sum(delta**2, axis=1)
+        if i:
+            delta = (delta @ params[2 * i].T) * (acts[i] > 0)
+    factor = np.minimum(1.0, bound / np.maximum(np.sqrt(sq_norm), 1e-12))
+    grads: list[np.ndarray] = [np.empty(0)] * len(params)
+    for i, d in enumerate(deltas):
+        scaled = d * factor[:, None]
+        grads[2 * i] = acts[i].T @ scaled
+        grads[2 * i + 1] = scaled.sum(axis=0)
+    return loss * n, grads
+
+
+def _output_delta(spec: NetSpec, scores: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Return each row's gradient of its weighted loss with respect to the output scores."""
+    n = len(y)
+    if spec.loss == "logistic" and spec.n_outputs == 1:
+        p = _sigmoid(scores[:, 0])
+        return ((p - (y == 1)) * w)[:, None]
+    if spec.loss == "logistic":
+        p = _softmax(scores)
+        p[np.arange(n), y] -= 1.0
+        return p * w[:, None]
+    t = -np.ones_like(scores)
+    if spec.n_outputs == 1:
+        t[:, 0] = np.where(y == 1, 1.0, -1.0)
+    else:
+        t[np.arange(n), y] = 1.0
+    return -2.0 * t * np.maximum(0.0, 1.0 - t * scores) * w[:, None]
+
+
 def train_local(
     spec: NetSpec,
     start: list[np.ndarray],
@@ -157,24 +207,39 @@ def train_local(
     lr: float,
     mu: float,
     seed: int,
+    dpsgd: tuple[float, float] | None = None,
 ) -> tuple[list[np.ndarray], float]:
     """Return the parameters after ``epochs`` of minibatch Adam from ``start``, and the last epoch's loss.
 
     The proximal term ``mu / 2 * |W - start|^2`` (FedProx) keeps the client near the global model.
+    ``dpsgd = (clipping_norm, noise_multiplier)`` makes every step DP-SGD: a Poisson sample of
+    rows at rate ``batch_size / n``, each row's gradient clipped, Gaussian noise of std
+    ``noise_multiplier * clipping_norm`` added to the sum, divided by the expected batch size;
+    the noise and the sampling use operating-system entropy, not ``seed``.
     """
     params = [p.astype(np.float64, copy=True) for p in start]
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed) if dpsgd is None else np.random.default_rng()
     b1, b2, eps, step = 0.9, 0.999, 1e-8, 0
     epoch_loss = 0.0
+    n = len(y)
+    rate = min(1.0, batch_size / max(n, 1))
     for _ in range(epochs):
-        order = rng.permutation(len(y))
+        order = rng.permutation(n)
         total = 0.0
-        for lo in range(0, len(y), batch_size):
-            idx = order[lo : lo + batch_size]
-            loss, grads = loss_and_grad(spec, params, x[idx], y[idx], w[idx])
-            total += loss * len(idx)
+        for lo in range(0, n, batch_size):
+            if dpsgd is None:
+                idx = order[lo : lo + batch_size]
+                loss, grads = loss_and_grad(spec, params, x[idx], y[idx], w[idx])
+                total += loss * len(idx)
+            else:
+                bound, z = dpsgd
+                idx = np.flatnonzero(rng.random(n) < rate)
+                loss_sum, sums = clipped_grad_sum(spec, params, x[idx], y[idx], w[idx], bound)
+                total += loss_sum
+                expected = rate * n
+                grads = [(g + rng.normal(0.0, z * bound, size=g.shape)) / expected for g in sums]
             step += 1
             for j, (p, g) in enumerate(zip(params, grads, strict=True)):
                 if j % 2 == 0:  # weights, not biases, are regularised (as scikit-learn)
@@ -184,7 +249,7 @@ def train_local(
                 m[j] = b1 * m[j] + (1 - b1) * g
                 v[j] = b2 * v[j] + (1 - b2) * g * g
                 p -= lr * (m[j] / (1 - b1**step)) / (np.sqrt(v[j] / (1 - b2**step)) + eps)
-        epoch_loss = total / max(len(y), 1)
+        epoch_loss = total / max(n, 1)
     return params, epoch_loss
 
 

@@ -77,13 +77,18 @@ def write_outputs(job: FederatedJob, arrays: Any, history: History, tmp: Path, p
         federated: dict[str, Any] = {
             "strategy": fed.strategy,
             "clients": fed.clients,
-            "rounds": fed.rounds,
+            "rounds": len([r for r in rounds if r["round"] > 0]),
+            "rounds_requested": fed.rounds,
             "partition": fed.partition.model_dump(mode="json"),
             "final_federated_evaluation": last.get("federated_evaluation", {}),
             "bytes_sent": sum(r["bytes_sent"] for r in rounds),
             "bytes_received": sum(r["bytes_received"] for r in rounds),
             "failed_client_replies": sum(r["failed_train"] + r["failed_evaluate"] for r in rounds),
         }
+        privacy = privacy_record(job, rounds)
+        if privacy is not None:
+            keys = ("dp", "secure_aggregation", "epsilon", "delta", "accountant", "stopped_by_budget")
+            federated["privacy"] = {k: privacy[k] for k in keys if k in privacy}
         if fed.centralized_baseline:
             baseline = centralized_baseline(job)
             federated["centralized_baseline"] = baseline
@@ -114,6 +119,8 @@ def write_outputs(job: FederatedJob, arrays: Any, history: History, tmp: Path, p
         write_predictions(tmp / "predictions.parquet", test, p_test, ctx.task, post.decision_threshold)
         write_json(tmp / "history.json", {"strategy": fed.strategy, "clients": fed.clients, "rounds": rounds})
         stats = write_statistics(tmp / "partitions.json", job.federation, fed)
+        if privacy is not None:
+            write_json(tmp / "privacy.json", privacy)
     if spec.output.report:
         metrics["timing"] = _timing(progress, job)
         with progress.stage("report_s", "wrote the report"):
@@ -121,6 +128,16 @@ def write_outputs(job: FederatedJob, arrays: Any, history: History, tmp: Path, p
     metrics["timing"] = _timing(progress, job)
     write_json(tmp / "metrics.json", metrics)
     return metrics
+
+
+def privacy_record(job: FederatedJob, rounds: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Return privacy.json (None when neither DP nor secure aggregation is on): epsilon actually spent."""
+    plan = job.privacy
+    if not plan.on and not plan.secure_aggregation:
+        return None
+    trained = [r for r in rounds if r["round"] > 0]
+    replies = [len(r["train_clients"]) for r in trained] if plan.dp == "distributed" else None
+    return plan.to_json(len(trained), replies)
 
 
 def _gap(fed: float | None, central: float | None) -> float | None:
@@ -257,6 +274,12 @@ def _write_report(
                 f"<table><tr><th>test metric</th><th>federated</th><th>centralized</th><th>gap</th></tr>{rows}</table>",
             )
         )
+    if "privacy" in fed:
+        priv = fed["privacy"]
+        cells = "".join(
+            f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in priv.items()
+        )
+        sections.append(ReportSection("Privacy (privacy.json has the full accounting)", f"<table>{cells}</table>"))
     write_report(
         tmp,
         metrics=metrics,

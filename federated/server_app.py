@@ -18,6 +18,7 @@ from flwr.serverapp import strategy as fs
 from pipelines.errors import ConfigError
 
 if TYPE_CHECKING:
+    from federated.privacy import PrivacyPlan
     from federated.simulation import FederatedJob
     from pipelines.spec import FederatedSpec
 
@@ -96,13 +97,35 @@ def _recording(cls: type[fs.Strategy]) -> type[fs.Strategy]:
 
     class Recording(cls):  # type: ignore[valid-type, misc]
         history: History
+        privacy: PrivacyPlan | None = None
+        _global: list[Any]
 
         def configure_train(
             self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
         ) -> Iterable[Message]:
-            messages = list(super().configure_train(server_round, arrays, config, grid))
+            if self.privacy is not None and self.privacy.dp == "central":
+                messages = self._configure_central_dp(server_round, arrays, config, grid)
+            else:
+                messages = list(super().configure_train(server_round, arrays, config, grid))
             self.history.at(server_round).bytes_sent += sum(_payload_bytes(m.content) for m in messages)
             return messages
+
+        def _configure_central_dp(
+            self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+        ) -> list[Message]:
+            """Poisson-sample the clients (rate fraction_train), as the DP-FedAvg accounting assumes."""
+            from flwr.app import MessageType
+
+            from federated.privacy import noise_rng, poisson_sample
+
+            self._global = arrays.to_numpy_ndarrays()
+            while len(nodes := list(grid.get_node_ids())) < self.min_available_nodes:
+                time.sleep(0.1)
+            assert self.privacy is not None
+            sampled = poisson_sample(nodes, self.privacy.client_rate, noise_rng())
+            config["server-round"] = server_round
+            record = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: config})
+            return list(self._construct_messages(record, sampled, MessageType.TRAIN))
 
         def aggregate_train(self, server_round: int, replies: Iterable[Message]) -> Any:
             replies = list(replies)
@@ -111,9 +134,26 @@ def _recording(cls: type[fs.Strategy]) -> type[fs.Strategy]:
             rec.train_clients = _client_ids(ok)
             rec.failed_train = len(replies) - len(ok)
             rec.bytes_received += sum(_payload_bytes(m.content) for m in ok)
-            arrays, metrics = super().aggregate_train(server_round, replies)
+            metrics: Any
+            if self.privacy is not None and self.privacy.dp == "central":
+                arrays, metrics = self._aggregate_central_dp(ok)
+            else:
+                arrays, metrics = super().aggregate_train(server_round, replies)
             rec.train_metrics = dict(metrics or {})
             return arrays, metrics
+
+        def _aggregate_central_dp(self, ok: list[Message]) -> tuple[ArrayRecord, MetricRecord]:
+            """Return the DP-FedAvg model: clipped updates, Gaussian noise, fixed denominator q N."""
+            from federated.privacy import central_aggregate, noise_rng
+
+            plan = self.privacy
+            assert plan is not None
+            models = [cast(ArrayRecord, m.content["arrays"]).to_numpy_ndarrays() for m in ok]
+            new = central_aggregate(
+                self._global, models, plan.clipping_norm, plan.noise_multiplier, plan.expected_clients, noise_rng()
+            )
+            metrics = aggregate_client_metrics([m.content for m in ok], "num-examples") if ok else MetricRecord()
+            return ArrayRecord(new), metrics
 
         def configure_evaluate(
             self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
@@ -184,10 +224,19 @@ def make_strategy(fed: FederatedSpec, model: str) -> fs.Strategy:
     return strategy
 
 
-def run_rounds(grid: Grid, job: FederatedJob) -> tuple[ArrayRecord, History]:
-    """Run the spec's strategy for ``federated.rounds`` rounds; return the final model and history."""
+def run_rounds(grid: Grid, job: FederatedJob, context: Context) -> tuple[ArrayRecord, History]:
+    """Run the spec's strategy for the planned rounds; return the final model and history.
+
+    With secure aggregation the rounds run in Flower's legacy workflow (federated/secagg.py).
+    """
+    if job.privacy.secure_aggregation:
+        from federated.secagg import run_secagg_rounds
+
+        return run_secagg_rounds(grid, context, job)
     fed = job.fed
     strategy = make_strategy(fed, job.info.name)
+    strategy.privacy = job.privacy if job.privacy.on else None  # type: ignore[attr-defined]
+    rounds = job.privacy.rounds
     history: History = strategy.history  # type: ignore[attr-defined]
     initial = job.initial_arrays()
 
@@ -195,14 +244,14 @@ def run_rounds(grid: Grid, job: FederatedJob) -> tuple[ArrayRecord, History]:
         rec = history.at(server_round)
         rec.centralized_evaluation = job.centralized_metrics(arrays)
         rec.duration_s = time.perf_counter() - rec.started
-        job.progress.note(f"round {server_round}/{fed.rounds}: " + _shown(rec))
+        job.progress.note(f"round {server_round}/{rounds}: " + _shown(rec))
         return MetricRecord(cast(Any, rec.centralized_evaluation))
 
     config = ConfigRecord({"partitions-dir": str(job.partitions_dir)})
     result = strategy.start(
         grid=grid,
         initial_arrays=initial,
-        num_rounds=fed.rounds,
+        num_rounds=rounds,
         train_config=config,
         evaluate_config=ConfigRecord({"partitions-dir": str(job.partitions_dir)}),
         evaluate_fn=evaluate,
@@ -226,5 +275,5 @@ def main(grid: Grid, context: Context) -> None:
 
     spec_path = str(context.run_config.get("spec", "conf/federated_logreg.yaml"))
     overrides = [s for s in str(context.run_config.get("overrides", "")).split(";") if s.strip()]
-    run_dir = run_job(spec_path, overrides, lambda job: run_rounds(grid, job))
+    run_dir = run_job(spec_path, overrides, lambda job: run_rounds(grid, job, context))
     print(f"run directory: {run_dir.resolve()}", flush=True)

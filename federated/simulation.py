@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from federated.models import FEDERATED_MODELS, NetSpec, net_spec, outputs, to_estimator, xgb_estimator, xgb_outputs
 from federated.partition import Federation, federate_data, write_client_files
+from federated.privacy import PrivacyPlan, check_privacy, plan_privacy
 from pipelines.artifacts import RunDirectory, run_name
 from pipelines.data.schema import DataPlan, make_plan
 from pipelines.data.split import KEY_COLUMN, TRAIN, VALID
@@ -51,6 +52,7 @@ class FederatedJob:
     net: NetSpec | None
     partitions_dir: Path
     progress: Progress
+    privacy: PrivacyPlan
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -119,6 +121,7 @@ def prepare_job(spec: JobSpec, progress: Progress, workdir: Path) -> FederatedJo
     from federated.server_app import check_strategy
 
     check_strategy(fed, info.name)
+    check_privacy(fed, info.name)
     params = info.resolve_params(spec.model.params)
     plan = make_plan(spec.data, spec.seed)
     table = LocalEngine(spec.engine, spec.seed).load(plan).table
@@ -132,6 +135,13 @@ def prepare_job(spec: JobSpec, progress: Progress, workdir: Path) -> FederatedJo
     if fed.strategy == "fedxgb_bagging" and fed.local_epochs != 1:
         raise ConfigError("config error: federated.local_epochs: fedxgb_bagging grows one tree per client and round")
     weights = class_weights(task, spec.model.class_weight)
+    stats = federation.statistics()["clients"]
+    privacy = plan_privacy(fed, [c["train_rows"] for c in stats])
+    if privacy.rounds < fed.rounds:
+        progress.note(
+            f"privacy budget: {privacy.rounds} of {fed.rounds} rounds fit target_epsilon"
+            f" {fed.privacy.target_epsilon:g} ({privacy.accountant})"
+        )
     n_train = int(federation.profile.rows.get("train", 0))
     net = (
         None
@@ -152,9 +162,10 @@ def prepare_job(spec: JobSpec, progress: Progress, workdir: Path) -> FederatedJo
         "seed": spec.seed,
         "fail_clients": fed.fail_clients,
         "fail_rounds": fed.fail_rounds,
+        "privacy": privacy.client_meta(),
     }
     (workdir / "meta.json").write_text(json.dumps(meta))
-    return FederatedJob(spec, plan, federation, info, ctx, net, workdir, progress)
+    return FederatedJob(spec, plan, federation, info, ctx, net, workdir, progress, privacy)
 
 
 def backend_config(fed: FederatedSpec) -> dict[str, Any]:
@@ -194,7 +205,7 @@ def federate(spec: JobSpec, progress: Progress | None = None) -> Path:
 
         @server.main()
         def _main(grid: Grid, context: Any) -> None:
-            outcome["result"] = run_rounds(grid, job)
+            outcome["result"] = run_rounds(grid, job, context)
 
         run_simulation(
             server_app=server,
@@ -232,7 +243,7 @@ def execute(spec: JobSpec, progress: Progress, rounds: RunRounds) -> Path:
                 job = prepare_job(spec, progress, workdir)
                 job.started = started
             fed = job.fed
-            with progress.stage("fit_s", f"ran {fed.rounds} rounds of {fed.strategy} on {fed.clients} clients"):
+            with progress.stage("fit_s", f"ran {job.privacy.rounds} rounds of {fed.strategy} on {fed.clients} clients"):
                 arrays, history = rounds(job)
             from federated.outputs import write_outputs
 

@@ -154,6 +154,47 @@ class SimulationSpec(_Section):
     object_store_mb: int = Field(256, ge=80, description="Ray object store of the simulation (MiB)")
 
 
+class SecureAggregationSpec(_Section):
+    """SecAgg+ (Flower's SecAggPlusWorkflow): the server learns only the sum of the clients' models."""
+
+    enabled: bool = Field(False, description="aggregate with SecAgg+ (fedavg/fedprox on linear models and mlp)")
+    num_shares: int = Field(3, ge=3, description="secret shares of each client's keys (odd, at most the clients)")
+    reconstruction_threshold: int = Field(
+        2, ge=2, description="shares needed to reconstruct a client's masks (below num_shares)"
+    )
+    clipping_range: float = Field(8.0, gt=0, description="model values are clipped to +-this before quantization")
+    quantization_range: int = Field(2**22, ge=2, description="integers each value is quantized to")
+
+    @model_validator(mode="after")
+    def _shares_odd(self) -> SecureAggregationSpec:
+        if self.num_shares % 2 == 0:
+            raise ValueError(f"num_shares must be odd (SecAgg+), got {self.num_shares}")
+        if self.reconstruction_threshold >= self.num_shares:
+            raise ValueError(
+                f"reconstruction_threshold ({self.reconstruction_threshold}) must be below num_shares"
+                f" ({self.num_shares})"
+            )
+        return self
+
+
+class PrivacySpec(_Section):
+    """Secure aggregation and differential privacy of a federated run, accounted with dp-accounting."""
+
+    secure_aggregation: SecureAggregationSpec = Field(default_factory=SecureAggregationSpec)
+    dp: Literal["none", "central", "distributed", "local", "dpsgd"] = Field(
+        "none",
+        description="central: server clips and noises client updates; distributed: clients add noise shares"
+        " under SecAgg+; local: each client noises its own update; dpsgd: per-example DP-SGD in clients",
+    )
+    noise_multiplier: float = Field(1.0, gt=0, description="Gaussian noise std / clipping_norm")
+    clipping_norm: float = Field(1.0, gt=0, description="L2 bound of a client update (dpsgd: of a row's gradient)")
+    delta: float = Field(1e-5, gt=0, lt=1, description="delta of the (epsilon, delta) guarantee")
+    target_epsilon: float | None = Field(
+        None, gt=0, description="budget: training stops before a round would take epsilon past it"
+    )
+    accountant: Literal["rdp", "pld"] = Field("rdp", description="accountant that enforces target_epsilon")
+
+
 class FederatedSpec(_Section):
     """Settings of ``scaleclf federate``: clients, rounds, strategy, partitioning and local training."""
 
@@ -178,6 +219,7 @@ class FederatedSpec(_Section):
     malicious_clients: int = Field(0, ge=0, description="krum: clients assumed malicious")
     partition: PartitionSpec = Field(default_factory=PartitionSpec)
     simulation: SimulationSpec = Field(default_factory=SimulationSpec)
+    privacy: PrivacySpec = Field(default_factory=PrivacySpec)
     centralized_baseline: bool = Field(False, description="also train the model on the pooled rows and report the gap")
     fail_clients: list[int] = Field(
         default_factory=list, description="testing: client ids whose ClientApp raises in fail_rounds"

@@ -1,0 +1,325 @@
+"""Differential privacy of federated runs: the mechanisms, their accounting and the budget.
+
+Four mechanisms (``federated.privacy.dp``), all Gaussian, all accounted by dp-accounting
+(RDP and PLD, both reported; ``accountant`` picks the one that enforces ``target_epsilon``):
+
+* ``central``: client-level DP-FedAvg (McMahan et al. 2018). Clients are Poisson-sampled with
+  rate ``q = fraction_train``; the server clips each update ``w_i - w`` to ``clipping_norm`` C,
+  sums them, adds ``N(0, (z C)^2)`` and divides by the expected number of clients ``q N``
+  (a fixed denominator, so one client moves the sum by at most C). Accounted as a
+  Poisson-sampled Gaussian per round (plain Gaussian when ``q = 1``). The server is trusted.
+* ``distributed``: client-level DP under SecAgg+. Each client clips its update to C and adds
+  its share ``N(0, (z C)^2 / m)`` of the noise (m: clients sampled per round); the server only
+  sees the sum, whose noise is ``N(0, (z C)^2)`` when all m take part. No amplification by
+  client sampling is claimed (Flower samples a fixed number of clients); a round with fewer
+  replies carries less noise and is accounted with its effective multiplier
+  ``z sqrt(replies / m)``.
+* ``local``: each client clips its update to C and adds ``N(0, (z C)^2)`` itself, so every
+  update it sends is DP for its whole dataset on its own (no trusted server, no aggregation
+  needed). Accounted as ``rounds`` Gaussian releases.
+* ``dpsgd``: example-level DP inside the clients (Abadi et al. 2016): every local step takes a
+  Poisson sample of rows at rate ``q_c = batch_size / n_c``, clips each row's gradient to C,
+  adds ``N(0, (z C)^2)`` to their sum and divides by the expected batch size. Accounted per
+  client (``epochs * ceil(n_c / batch_size)`` steps a round); the reported epsilon is the
+  largest over the clients.
+
+Noise is drawn from fresh operating-system entropy, never from the spec's seed: a seeded noise
+stream could be regenerated and subtracted by anyone who reads the spec.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipelines.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipelines.spec import FederatedSpec
+
+MECHANISMS = {
+    "central": "Gaussian mechanism on the clipped sum of client updates, added by the server (DP-FedAvg)",
+    "distributed": "Gaussian noise shares added by the clients to clipped updates, summed under SecAgg+",
+    "local": "Gaussian mechanism on each client's clipped update, added by the client",
+    "dpsgd": "DP-SGD: per-example gradient clipping and Gaussian noise in every local step",
+}
+SECAGG_STRATEGIES = ("fedavg", "fedprox")
+
+
+@dataclass
+class PrivacyPlan:
+    """The privacy settings of a run, the rounds its budget allows and the epsilon they cost."""
+
+    dp: str
+    secure_aggregation: bool
+    noise_multiplier: float = 0.0
+    clipping_norm: float = 0.0
+    delta: float = 0.0
+    accountant: str = "rdp"
+    target_epsilon: float | None = None
+    client_rate: float = 1.0
+    clients_per_round: int = 0
+    expected_clients: float = 0.0
+    client_train_rows: list[int] = field(default_factory=list)
+    batch_size: int = 0
+    local_epochs: int = 1
+    rounds_requested: int = 0
+    rounds: int = 0
+    epsilon: dict[str, float] = field(default_factory=dict)
+    secagg_clipping_range: float = 0.0
+    secagg_max_weight: float = 1.0
+
+    @property
+    def on(self) -> bool:
+        """Return True when differential privacy is applied."""
+        return self.dp != "none"
+
+    def client_meta(self) -> dict[str, Any]:
+        """Return what the ClientApp needs to apply its part of the mechanism."""
+        return {
+            "dp": self.dp,
+            "secure_aggregation": self.secure_aggregation,
+            "noise_multiplier": self.noise_multiplier,
+            "clipping_norm": self.clipping_norm,
+            "clients_per_round": self.clients_per_round,
+            "secagg_clipping_range": self.secagg_clipping_range,
+            "secagg_max_weight": self.secagg_max_weight,
+        }
+
+    def events(self, rounds: int, replies: list[int] | None = None) -> dict[int, Any]:
+        """Return the dp-accounting event of ``rounds`` rounds, per distinct client size for dpsgd.
+
+        ``replies`` (distributed DP) gives the clients that contributed noise in each round run.
+        """
+        from dp_accounting import dp_event as ev
+
+        z = self.noise_multiplier
+        if self.dp == "dpsgd":
+            out: dict[int, Any] = {}
+            for n in sorted(set(self.client_train_rows)):
+                q = min(1.0, self.batch_size / max(n, 1))
+                steps = self.local_epochs * math.ceil(n / self.batch_size) * rounds
+                step = ev.GaussianDpEvent(z) if q >= 1.0 else ev.PoissonSampledDpEvent(q, ev.GaussianDpEvent(z))
+                out[n] = ev.SelfComposedDpEvent(step, steps)
+            return out
+        if self.dp == "distributed" and replies is not None:
+            m = max(self.clients_per_round, 1)
+            per_round = [ev.GaussianDpEvent(z * math.sqrt(min(r, m) / m)) if r else ev.NoOpDpEvent() for r in replies]
+            return {0: ev.ComposedDpEvent(per_round)}
+        if self.dp == "central" and self.client_rate < 1.0:
+            sampled = ev.PoissonSampledDpEvent(self.client_rate, ev.GaussianDpEvent(z))
+            return {0: ev.SelfComposedDpEvent(sampled, rounds)}
+        return {0: ev.SelfComposedDpEvent(ev.GaussianDpEvent(z), rounds)}
+
+    def epsilon_after(self, rounds: int, accountant: str, replies: list[int] | None = None) -> float:
+        """Return epsilon at ``delta`` after ``rounds`` rounds (dpsgd: the largest over the clients)."""
+        if rounds <= 0:
+            return 0.0
+        return max(epsilon_of(e, self.delta, accountant) for e in self.events(rounds, replies).values())
+
+    def to_json(self, rounds_run: int, replies: list[int] | None = None) -> dict[str, Any]:
+        """Return privacy.json: mechanism, parameters, accountant and the epsilon actually spent."""
+        out: dict[str, Any] = {
+            "dp": self.dp,
+            "secure_aggregation": self.secure_aggregation,
+        }
+        if not self.on:
+            out["mechanism"] = "SecAgg+ only: no differential privacy, epsilon is unbounded"
+            return out
+        spent = {a: self.epsilon_after(rounds_run, a, replies) for a in ("rdp", "pld")}
+        info = asdict(self)
+        info.pop("client_train_rows")
+        info.pop("epsilon")
+        out.update(
+            mechanism=MECHANISMS[self.dp],
+            level="example" if self.dp == "dpsgd" else "client",
+            epsilon=spent[self.accountant],
+            epsilon_rdp=spent["rdp"],
+            epsilon_pld=spent["pld"],
+            delta=self.delta,
+            accountant=self.accountant,
+            rounds_run=rounds_run,
+            stopped_by_budget=self.rounds < self.rounds_requested,
+            within_budget=self.target_epsilon is None or spent[self.accountant] <= self.target_epsilon + 1e-9,
+            settings=info,
+        )
+        if self.dp == "dpsgd":
+            rows = self.client_train_rows
+            out["sampling"] = {
+                "batch_rate_max": min(1.0, self.batch_size / max(min(rows), 1)),
+                "batch_rate_min": min(1.0, self.batch_size / max(max(rows), 1)),
+                "client_train_rows_min": min(rows),
+                "client_train_rows_max": max(rows),
+            }
+        elif self.dp == "central":
+            out["sampling"] = {"client_rate": self.client_rate, "poisson": self.client_rate < 1.0}
+        if replies is not None:
+            out["replies_per_round"] = replies
+        return out
+
+
+def epsilon_of(event: Any, delta: float, accountant: str) -> float:
+    """Return epsilon at ``delta`` of a dp-accounting event under the RDP or the PLD accountant."""
+    from dp_accounting.pld import PLDAccountant
+    from dp_accounting.rdp import RdpAccountant
+
+    acc = RdpAccountant() if accountant == "rdp" else PLDAccountant(value_discretization_interval=1e-3)
+    acc.compose(event)
+    return float(acc.get_epsilon(delta))
+
+
+def check_privacy(fed: FederatedSpec, model: str) -> None:
+    """Raise a ConfigError for a privacy setting the model, strategy or federation cannot honour."""
+    priv = fed.privacy
+    secagg = priv.secure_aggregation
+    if secagg.enabled:
+        if model == "xgboost":
+            raise ConfigError(
+                "config error: federated.privacy.secure_aggregation: SecAgg+ sums parameter vectors;"
+                " xgboost's trees cannot be summed (use logistic_regression, linear_svm or mlp)"
+            )
+        if fed.strategy not in SECAGG_STRATEGIES:
+            raise ConfigError(
+                f"config error: federated.privacy.secure_aggregation: {fed.strategy} needs every client's model,"
+                f" SecAgg+ reveals only their sum (allowed: {', '.join(SECAGG_STRATEGIES)})"
+            )
+        per_round = clients_per_round(fed)
+        if secagg.num_shares > per_round:
+            raise ConfigError(
+                f"config error: federated.privacy.secure_aggregation.num_shares: {secagg.num_shares} exceeds the"
+                f" {per_round} clients sampled per round"
+            )
+    if priv.dp == "none":
+        return
+    if model == "xgboost":
+        raise ConfigError(
+            f"config error: federated.privacy.dp: {priv.dp} DP covers the parameter-averaged models"
+            " (logistic_regression, linear_svm, mlp), not xgboost"
+        )
+    if priv.dp == "central" and secagg.enabled:
+        raise ConfigError(
+            "config error: federated.privacy.dp: central DP clips each client's update on the server, which"
+            " SecAgg+ hides; use dp: distributed with secure aggregation"
+        )
+    if priv.dp == "central" and fed.strategy not in ("fedavg", "fedprox"):
+        raise ConfigError(
+            f"config error: federated.privacy.dp: central DP replaces the server's averaging, which {fed.strategy}"
+            " does its own way (allowed: fedavg, fedprox)"
+        )
+    if priv.dp == "distributed" and not secagg.enabled:
+        raise ConfigError(
+            "config error: federated.privacy.dp: distributed DP needs"
+            " federated.privacy.secure_aggregation.enabled: true (the server must see only the noisy sum)"
+        )
+
+
+def clients_per_round(fed: FederatedSpec) -> int:
+    """Return how many clients Flower samples for training each round."""
+    return min(fed.clients, max(int(fed.clients * fed.fraction_train), fed.min_train_clients))
+
+
+def plan_privacy(fed: FederatedSpec, client_train_rows: list[int]) -> PrivacyPlan:
+    """Return the run's privacy plan: the rounds that fit ``target_epsilon`` and their epsilon.
+
+    Raises a ConfigError when not even one round fits the budget.
+    """
+    priv = fed.privacy
+    plan = PrivacyPlan(priv.dp, priv.secure_aggregation.enabled, rounds_requested=fed.rounds, rounds=fed.rounds)
+    plan.clients_per_round = clients_per_round(fed)
+    if plan.secure_aggregation:
+        # Clients report num_examples 1 under distributed DP (an unweighted sum), else their rows.
+        plan.secagg_clipping_range = priv.secure_aggregation.clipping_range
+        plan.secagg_max_weight = 1.0 if priv.dp == "distributed" else float(max(client_train_rows, default=1))
+    if not plan.on:
+        return plan
+    plan.noise_multiplier = priv.noise_multiplier
+    plan.clipping_norm = priv.clipping_norm
+    plan.delta = priv.delta
+    plan.accountant = priv.accountant
+    plan.target_epsilon = priv.target_epsilon
+    plan.client_rate = fed.fraction_train if priv.dp == "central" else 1.0
+    plan.expected_clients = plan.client_rate * fed.clients
+    plan.client_train_rows = [int(n) for n in client_train_rows]
+    plan.batch_size = fed.batch_size
+    plan.local_epochs = fed.local_epochs
+    if priv.target_epsilon is not None:
+        plan.rounds = rounds_within(plan, priv.target_epsilon)
+        if plan.rounds == 0:
+            one = plan.epsilon_after(1, priv.accountant)
+            raise ConfigError(
+                f"config error: federated.privacy.target_epsilon: one round already spends epsilon {one:.3g}"
+                f" > {priv.target_epsilon:g} ({priv.accountant}); raise noise_multiplier or the budget"
+            )
+    plan.epsilon = {a: plan.epsilon_after(plan.rounds, a) for a in ("rdp", "pld")}
+    return plan
+
+
+def rounds_within(plan: PrivacyPlan, budget: float) -> int:
+    """Return the most rounds (up to the requested number) whose epsilon stays within ``budget``."""
+    lo, hi = 0, plan.rounds_requested
+    if plan.epsilon_after(hi, plan.accountant) <= budget:
+        return hi
+    while hi - lo > 1:  # epsilon grows with rounds: bisect on the last round that fits
+        mid = (lo + hi) // 2
+        if plan.epsilon_after(mid, plan.accountant) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def noise_rng() -> np.random.Generator:
+    """Return a generator seeded from operating-system entropy (never from the spec)."""
+    return np.random.default_rng()
+
+
+def clip(update: list[np.ndarray], bound: float) -> tuple[list[np.ndarray], float]:
+    """Return ``update`` scaled to L2 norm at most ``bound`` (over all arrays) and its norm before."""
+    norm = math.sqrt(sum(float(np.sum(np.square(u))) for u in update))
+    scale = min(1.0, bound / norm) if norm > 0 else 1.0
+    return [u * scale for u in update], norm
+
+
+def add_noise(arrays: list[np.ndarray], std: float, rng: np.random.Generator) -> list[np.ndarray]:
+    """Return ``arrays`` plus independent Gaussian noise of standard deviation ``std``."""
+    return [a + rng.normal(0.0, std, size=a.shape) for a in arrays]
+
+
+def privatize_update(
+    start: list[np.ndarray], trained: list[np.ndarray], meta: dict[str, Any], rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Return the model a client sends under local or distributed DP: start + clipped, noised update."""
+    dp = meta["dp"]
+    if dp not in ("local", "distributed"):
+        return trained
+    bound, z = float(meta["clipping_norm"]), float(meta["noise_multiplier"])
+    update, _ = clip([t - s for t, s in zip(trained, start, strict=True)], bound)
+    std = z * bound if dp == "local" else z * bound / math.sqrt(max(int(meta["clients_per_round"]), 1))
+    return [s + u for s, u in zip(start, add_noise(update, std, rng), strict=True)]
+
+
+def central_aggregate(
+    global_model: list[np.ndarray],
+    client_models: list[list[np.ndarray]],
+    bound: float,
+    noise_multiplier: float,
+    expected_clients: float,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """Return the DP-FedAvg global model: clipped updates summed, noised and divided by ``q N``."""
+    total = [np.zeros_like(g, dtype=np.float64) for g in global_model]
+    for model in client_models:
+        update, _ = clip([m - g for m, g in zip(model, global_model, strict=True)], bound)
+        total = [t + u for t, u in zip(total, update, strict=True)]
+    noisy = add_noise(total, noise_multiplier * bound, rng)
+    return [g + n / expected_clients for g, n in zip(global_model, noisy, strict=True)]
+
+
+def poisson_sample(node_ids: list[int], rate: float, rng: np.random.Generator) -> list[int]:
+    """Return each node independently with probability ``rate`` (Poisson sampling)."""
+    if rate >= 1.0:
+        return list(node_ids)
+    return [n for n in sorted(node_ids) if rng.random() < rate]

@@ -1,0 +1,276 @@
+"""Privacy of federated runs: DP mechanisms, their accounting and budget, and SecAgg+ end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from dp_accounting import dp_event as ev
+from dp_accounting.pld import PLDAccountant
+from dp_accounting.rdp import RdpAccountant
+
+from federated.models import NetSpec, clipped_grad_sum, loss_and_grad
+from federated.privacy import central_aggregate, clip, plan_privacy, privatize_update
+from pipelines.errors import ConfigError
+from pipelines.spec import FederatedSpec
+from tests.federated.test_federated_simulation import write_spec
+
+
+def fed_spec(**privacy: object) -> FederatedSpec:
+    return FederatedSpec.model_validate({"clients": 20, "rounds": 30, "privacy": privacy})
+
+
+def direct_epsilon(event: ev.DpEvent, delta: float) -> tuple[float, float]:
+    rdp, pld = RdpAccountant(), PLDAccountant(value_discretization_interval=1e-3)
+    rdp.compose(event)
+    pld.compose(event)
+    return rdp.get_epsilon(delta), pld.get_epsilon(delta)
+
+
+# --- mechanisms -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "net",
+    [
+        NetSpec(6, (), 2, "logistic", 0.0),
+        NetSpec(6, (), 3, "logistic", 0.0),
+        NetSpec(6, (), 3, "squared_hinge", 0.0),
+        NetSpec(6, (5, 4), 3, "logistic", 0.0),
+    ],
+    ids=["binary-logistic", "softmax", "hinge", "mlp"],
+)
+def test_dpsgd_clips_every_rows_gradient_before_summing(net: NetSpec) -> None:
+    rng = np.random.default_rng(3)
+    params = [p + rng.normal(0, 0.7, p.shape) for p in net.init(1)]
+    x, y, w = rng.normal(size=(9, 6)), rng.integers(0, net.n_classes, 9), rng.uniform(0.5, 2.0, 9)
+    expected = [np.zeros_like(p) for p in params]
+    norms = []
+    for i in range(9):  # one row at a time: that row's gradient, clipped to 0.25
+        _, grads = loss_and_grad(net, params, x[i : i + 1], y[i : i + 1], w[i : i + 1])
+        norm = math.sqrt(sum(float((g**2).sum()) for g in grads))
+        norms.append(norm)
+        expected = [e + g * min(1.0, 0.25 / norm) for e, g in zip(expected, grads, strict=True)]
+    assert max(norms) > 0.25  # some rows are really clipped
+    loss, got = clipped_grad_sum(net, params, x, y, w, 0.25)
+    for e, g in zip(expected, got, strict=True):
+        np.testing.assert_allclose(g, e, atol=1e-12)
+    assert loss == pytest.approx(loss_and_grad(net, params, x, y, w)[0] * 9)
+
+
+def test_clip_bounds_the_norm_over_all_arrays() -> None:
+    update = [np.full((3, 2), 2.0), np.full(2, 2.0)]  # norm sqrt(8 * 4)
+    clipped, norm = clip(update, 1.0)
+    assert norm == pytest.approx(math.sqrt(32))
+    assert math.sqrt(sum(float((c**2).sum()) for c in clipped)) == pytest.approx(1.0)
+    same, _ = clip(update, 100.0)
+    np.testing.assert_array_equal(same[0], update[0])
+
+
+def test_central_aggregate_adds_noise_of_z_c_over_qn_to_the_clipped_mean() -> None:
+    rng = np.random.default_rng(0)
+    global_model = [np.zeros(20_000)]
+    clients = [[np.full(20_000, 0.01 * (k + 1))] for k in range(4)]  # norms 1.41 .. 5.66: all clipped to 1
+    out = central_aggregate(global_model, clients, 1.0, 2.0, 8.0, rng)[0]
+    clipped_mean = sum(c[0] / np.linalg.norm(c[0]) for c in clients) / 8.0
+    residual = out - clipped_mean
+    assert abs(residual.mean()) < 0.01
+    assert residual.std() == pytest.approx(2.0 * 1.0 / 8.0, rel=0.03)
+
+
+@pytest.mark.parametrize(("mode", "std"), [("local", 1.5 * 0.5), ("distributed", 1.5 * 0.5 / 2.0)])
+def test_clients_clip_their_update_and_add_their_noise(mode: str, std: float) -> None:
+    start = [np.ones(40_000)]
+    trained = [np.ones(40_000) * 3.0]  # update norm 400: clipped to 0.5
+    meta = {"dp": mode, "clipping_norm": 0.5, "noise_multiplier": 1.5, "clients_per_round": 4}
+    sent = privatize_update(start, trained, meta, np.random.default_rng(1))[0]
+    noise = sent - 1.0 - 0.5 / 200.0
+    assert noise.std() == pytest.approx(std, rel=0.03)
+    assert abs(noise.mean()) < 0.01
+
+
+# --- accounting -------------------------------------------------------------------------------
+
+
+def test_central_dp_is_accounted_as_a_poisson_sampled_gaussian_per_round() -> None:
+    fed = fed_spec(dp="central", noise_multiplier=1.2)
+    fed.fraction_train = 0.25
+    plan = plan_privacy(fed, [100] * 20)
+    event = ev.SelfComposedDpEvent(ev.PoissonSampledDpEvent(0.25, ev.GaussianDpEvent(1.2)), 30)
+    rdp, pld = direct_epsilon(event, 1e-5)
+    assert plan.epsilon["rdp"] == pytest.approx(rdp) and plan.epsilon["pld"] == pytest.approx(pld)
+    assert pld < rdp  # PLD is the tighter accountant
+    assert plan.expected_clients == pytest.approx(5.0) and plan.rounds == 30
+
+
+def test_dpsgd_reports_the_worst_client() -> None:
+    fed = fed_spec(dp="dpsgd", noise_multiplier=1.1)
+    plan = plan_privacy(fed, [200, 1000, 200, 640])
+    worst = ev.SelfComposedDpEvent(ev.PoissonSampledDpEvent(32 / 200, ev.GaussianDpEvent(1.1)), 7 * 30)
+    best = ev.SelfComposedDpEvent(ev.PoissonSampledDpEvent(32 / 1000, ev.GaussianDpEvent(1.1)), 32 * 30)
+    assert plan.epsilon["rdp"] == pytest.approx(direct_epsilon(worst, 1e-5)[0])
+    assert plan.epsilon["rdp"] > direct_epsilon(best, 1e-5)[0]
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "pld"])
+def test_training_stops_before_the_budget_is_exceeded(accountant: str) -> None:
+    fed = fed_spec(dp="local", noise_multiplier=4.0, target_epsilon=3.0, accountant=accountant)
+    plan = plan_privacy(fed, [100] * 20)
+    assert 0 < plan.rounds < 30
+    assert plan.epsilon_after(plan.rounds, accountant) <= 3.0 < plan.epsilon_after(plan.rounds + 1, accountant)
+    assert plan.to_json(plan.rounds)["stopped_by_budget"] is True
+
+
+def test_a_budget_that_no_round_fits_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"target_epsilon: one round already spends epsilon .* > 0\.1 \(rdp\)"):
+        plan_privacy(fed_spec(dp="local", noise_multiplier=1.0, target_epsilon=0.1), [100] * 20)
+
+
+def test_a_distributed_round_with_fewer_replies_is_accounted_with_less_noise() -> None:
+    fed = fed_spec(dp="distributed", noise_multiplier=1.0, secure_aggregation={"enabled": True})
+    fed.rounds = 3
+    plan = plan_privacy(fed, [100] * 20)
+    full = plan.epsilon_after(3, "rdp")
+    assert plan.epsilon_after(3, "rdp", [20, 20, 20]) == pytest.approx(full)
+    assert plan.epsilon_after(3, "rdp", [20, 15, 20]) > full
+
+
+# --- validation -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"federated.privacy": {"dp": "central"}, "model.name": "xgboost", "federated.strategy": "fedxgb_bagging"},
+            "federated.privacy.dp: central DP covers the parameter-averaged models",
+        ),
+        (
+            {"federated.privacy": {"dp": "central", "secure_aggregation": {"enabled": True}}},
+            "use dp: distributed with secure aggregation",
+        ),
+        ({"federated.privacy": {"dp": "distributed"}}, "distributed DP needs federated.privacy.secure_aggregation"),
+        (
+            {"federated.privacy": {"secure_aggregation": {"enabled": True}}, "federated.strategy": "krum"},
+            "krum needs every client's model",
+        ),
+        (
+            {"federated.privacy": {"secure_aggregation": {"enabled": True, "num_shares": 4}}},
+            "num_shares must be odd",
+        ),
+        (
+            {"federated.privacy": {"secure_aggregation": {"enabled": True, "num_shares": 11}}},
+            "num_shares: 11 exceeds the 10 clients sampled per round",
+        ),
+        ({"federated.privacy": {"dp": "local", "noise_multiplier": 0}}, "noise_multiplier"),
+    ],
+    ids=["xgboost-dp", "central-secagg", "distributed-plain", "krum-secagg", "even-shares", "shares-clients", "z0"],
+)
+def test_bad_privacy_settings_give_one_line(tmp_path: Path, cli, changes: dict, message: str) -> None:
+    result = cli("federate", write_spec(tmp_path, **changes))
+    assert result.code == 2, result.err
+    assert message in result.err and len(result.err.strip().splitlines()) == 1, result.err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+# --- end to end -------------------------------------------------------------------------------
+
+
+def test_secagg_plus_aggregates_what_plain_fedavg_does_and_survives_a_dropout(tmp_path: Path, cli) -> None:
+    base = {"federated.clients": 5, "federated.rounds": 3, "federated.fail_clients": [3], "federated.fail_rounds": [2]}
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "secure").mkdir()
+    plain = cli("federate", write_spec(tmp_path / "plain", **base), "--quiet")
+    assert plain.code == 0, plain.err
+    secure = cli(
+        "federate",
+        write_spec(tmp_path / "secure", **base, **{"federated.privacy": {"secure_aggregation": {"enabled": True}}}),
+        "--quiet",
+    )
+    assert secure.code == 0, secure.err
+    runs = [Path(plain.last_line), Path(secure.last_line)]
+    histories = [json.loads((r / "history.json").read_text())["rounds"] for r in runs]
+    for rounds in histories:
+        assert [r["train_clients"] for r in rounds[1:]] == [[0, 1, 2, 3, 4], [0, 1, 2, 4], [0, 1, 2, 3, 4]]
+        assert rounds[-1]["federated_evaluation"]["accuracy"] > 0.55
+    # SecAgg+ quantizes to 2^22 levels over +-8: the same global model up to that rounding (~1e-6
+    # here; weighting the clients equally instead of by rows moves the probabilities by ~7e-3).
+    p_plain, p_secure = (pq.read_table(r / "predictions.parquet").column("proba_1").to_numpy() for r in runs)
+    assert 0 < np.max(np.abs(p_plain - p_secure)) < 1e-4
+    assert histories[1][-1]["centralized_evaluation"]["auc"] == pytest.approx(
+        histories[0][-1]["centralized_evaluation"]["auc"], abs=1e-3
+    )
+    privacy = json.loads((runs[1] / "privacy.json").read_text())
+    assert privacy["secure_aggregation"] is True and privacy["dp"] == "none"
+    assert not (runs[0] / "privacy.json").exists()
+
+
+def test_distributed_dp_under_secagg_accounts_the_rounds_clients_missed(tmp_path: Path, cli) -> None:
+    secagg = {"enabled": True}
+    privacy = {"dp": "distributed", "noise_multiplier": 0.8, "clipping_norm": 2.0, "secure_aggregation": secagg}
+    spec = write_spec(
+        tmp_path,
+        **{
+            "federated.clients": 5,
+            "federated.rounds": 3,
+            "federated.fail_clients": [1],
+            "federated.fail_rounds": [2],
+            "federated.privacy": privacy,
+        },
+    )
+    result = cli("federate", spec, "--quiet")
+    assert result.code == 0, result.err
+    run = Path(result.last_line)
+    out = json.loads((run / "privacy.json").read_text())
+    assert out["replies_per_round"] == [5, 4, 5] and out["level"] == "client"
+    z = 0.8
+    events = [ev.GaussianDpEvent(z), ev.GaussianDpEvent(z * math.sqrt(4 / 5)), ev.GaussianDpEvent(z)]
+    rdp, pld = direct_epsilon(ev.ComposedDpEvent(events), 1e-5)
+    assert out["epsilon_rdp"] == pytest.approx(rdp) and out["epsilon_pld"] == pytest.approx(pld)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["federated"]["privacy"]["epsilon"] == pytest.approx(rdp)
+
+
+def test_central_dp_stops_at_the_budget_and_writes_privacy_json(tmp_path: Path, cli) -> None:
+    privacy = {"dp": "central", "noise_multiplier": 2.0, "clipping_norm": 0.5, "target_epsilon": 6.0}
+    spec = write_spec(tmp_path, **{"federated.rounds": 8, "federated.privacy": privacy})
+    result = cli("federate", spec)
+    assert result.code == 0, result.err
+    run = Path(result.last_line)
+    out = json.loads((run / "privacy.json").read_text())
+    rounds = json.loads((run / "history.json").read_text())["rounds"]
+    ran = len(rounds) - 1
+    assert 0 < ran < 8 and out["rounds_run"] == ran and out["stopped_by_budget"] is True
+    assert out["epsilon"] <= 6.0 and out["within_budget"] is True
+    one_more = ev.SelfComposedDpEvent(ev.GaussianDpEvent(2.0), ran + 1)
+    assert direct_epsilon(one_more, 1e-5)[0] > 6.0
+    assert out["mechanism"].startswith("Gaussian mechanism on the clipped sum") and out["accountant"] == "rdp"
+    assert f"{ran} of 8 rounds fit target_epsilon 6" in result.err
+
+
+def test_dpsgd_clients_under_secagg_still_learn(tmp_path: Path, cli) -> None:
+    privacy = {
+        "dp": "dpsgd",
+        "noise_multiplier": 1.0,
+        "clipping_norm": 1.0,
+        "secure_aggregation": {"enabled": True},
+    }
+    spec = write_spec(
+        tmp_path, **{"data.rows": 20_000, "federated.clients": 5, "federated.rounds": 3, "federated.privacy": privacy}
+    )
+    result = cli("federate", spec, "--quiet")
+    assert result.code == 0, result.err
+    run = Path(result.last_line)
+    out = json.loads((run / "privacy.json").read_text())
+    partitions = json.loads((run / "partitions.json").read_text())["clients"]
+    smallest = min(c["train_rows"] for c in partitions)
+    steps = math.ceil(smallest / 32) * 3
+    worst = ev.SelfComposedDpEvent(ev.PoissonSampledDpEvent(32 / smallest, ev.GaussianDpEvent(1.0)), steps)
+    assert out["level"] == "example" and out["epsilon"] == pytest.approx(direct_epsilon(worst, 1e-5)[0])
+    assert out["sampling"]["batch_rate_max"] == pytest.approx(32 / smallest)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["auc"] > 0.65  # higgs: the plain model reaches ~0.68 in 3 rounds
