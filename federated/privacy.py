@@ -163,9 +163,14 @@ class PrivacyPlan:
 
 def epsilon_of(event: Any, delta: float, accountant: str) -> float:
     """Return epsilon at ``delta`` of a dp-accounting event under the RDP or the PLD accountant."""
+    import logging
+
     from dp_accounting.pld import PLDAccountant
     from dp_accounting.rdp import RdpAccountant
 
+    # The RDP accountant logs each fractional order whose series does not converge and drops it
+    # from the minimum, which only loosens (never understates) epsilon: not worth a warning per call.
+    logging.getLogger("absl").setLevel(logging.ERROR)
     acc = RdpAccountant() if accountant == "rdp" else PLDAccountant(value_discretization_interval=1e-3)
     acc.compose(event)
     return float(acc.get_epsilon(delta))

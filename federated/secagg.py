@@ -94,8 +94,8 @@ def make_legacy_strategy(job: FederatedJob, history: History) -> legacy.FedAvg:
             clipped = sum(int(m.get("secagg-clipped", 0)) for m in metrics)
             if clipped:
                 rec.train_metrics["secagg_clipped_values"] = float(clipped)
-                job.progress.note(
-                    f"warning: round {server_round}: {clipped} model values exceeded"
+                job.progress.warn(
+                    f"round {server_round}: {clipped} model values exceeded"
                     " federated.privacy.secure_aggregation.clipping_range and were clipped by SecAgg+"
                 )
             return super().aggregate_fit(server_round, results, failures)
@@ -151,8 +151,8 @@ def run_secagg_rounds(grid: Grid, context: Context, job: FederatedJob) -> tuple[
     DefaultWorkflow(fit_workflow=workflow)(grid, legacy_context)
     halted = [r for r in range(1, job.privacy.rounds + 1) if not history.at(r).train_clients]
     if halted:
-        job.progress.note(
-            f"warning: SecAgg+ halted in round(s) {', '.join(map(str, halted))} (too few clients answered);"
+        job.progress.warn(
+            f"SecAgg+ halted in round(s) {', '.join(map(str, halted))} (too few clients answered);"
             " the global model was not updated there"
         )
     return ArrayRecord(strategy.latest), history

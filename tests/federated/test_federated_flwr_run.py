@@ -45,3 +45,44 @@ def test_flwr_run_trains_ten_client_fedavg_logistic_regression(superlink: Path, 
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["engine"] == "federated" and metrics["test"]["auc"] > 0.65
     assert (run / "model" / "manifest.json").is_file() and (run / "predictions.parquet").is_file()
+
+
+def test_flwr_run_aggregates_with_secagg_plus_and_distributed_dp(superlink: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs"
+    overrides = ";".join(
+        [
+            f"output.dir={out}",
+            "data.rows=5000",
+            "federated.rounds=2",
+            "output.report=false",
+            "federated.centralized_baseline=false",
+            "federated.privacy.secure_aggregation.enabled=true",
+            "federated.privacy.dp=distributed",
+            "federated.privacy.noise_multiplier=0.5",
+        ]
+    )
+    done = subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "flwr"),
+            "run",
+            ".",
+            "local-simulation",
+            "--stream",
+            "--run-config",
+            f"spec='{REPO / 'conf' / 'federated_logreg.yaml'}' overrides='{overrides}'",
+            "--federation-config",
+            "num-supernodes=10",
+        ],
+        cwd=REPO,
+        env={**os.environ, "FLWR_HOME": str(superlink)},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = list(out.iterdir()) if out.exists() else []
+    assert len(runs) == 1, done.stdout[-3000:]
+    privacy = json.loads((runs[0] / "privacy.json").read_text())
+    assert privacy["secure_aggregation"] is True and privacy["dp"] == "distributed"
+    assert privacy["replies_per_round"] == [10, 10] and privacy["epsilon"] > 0
+    assert "SecAgg+" in done.stdout + done.stderr
