@@ -196,6 +196,7 @@ def federate(spec: JobSpec, progress: Progress | None = None) -> Path:
 
     from federated.client_app import app as client_app
     from federated.server_app import run_rounds
+    from pipelines.engines.ray import loopback_only
 
     progress = progress or Progress(quiet=True)
 
@@ -207,12 +208,13 @@ def federate(spec: JobSpec, progress: Progress | None = None) -> Path:
         def _main(grid: Grid, context: Any) -> None:
             outcome["result"] = run_rounds(grid, job, context)
 
-        run_simulation(
-            server_app=server,
-            client_app=client_app,
-            num_supernodes=job.fed.clients,
-            backend_config=backend_config(job.fed),
-        )
+        with loopback_only():  # the simulation's own Ray listens on 127.0.0.1 only
+            run_simulation(
+                server_app=server,
+                client_app=client_app,
+                num_supernodes=job.fed.clients,
+                backend_config=backend_config(job.fed),
+            )
         if "result" not in outcome:
             raise RuntimeError("the Flower simulation ended without a result")
         result: tuple[Any, Any] = outcome["result"]

@@ -18,7 +18,9 @@ case "${1:-}" in
   start)
     mkdir -p "$dir"
     if running; then echo "SuperLink already running (pid $(cat "$pidfile"))"; exit 0; fi
-    PATH="$bin:$PATH" RAY_ADDRESS=local FLWR_DISABLE_UPDATE_CHECK=1 nohup "$bin/flower-superlink" --insecure --simulation \
+    # RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0: Ray treats the node as single-node and keeps the
+    # simulation's Ray on 127.0.0.1 instead of the machine's network address.
+    PATH="$bin:$PATH" RAY_ADDRESS=local RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 FLWR_DISABLE_UPDATE_CHECK=1 nohup "$bin/flower-superlink" --insecure --simulation \
       --isolation subprocess --disable-runtime-dependency-installation \
       --host 127.0.0.1 --port "$port" \
       --database "$dir/state.db" --log-file "$dir/superlink.log" >"$dir/stdout.log" 2>&1 &

@@ -17,6 +17,8 @@ import time
 
 # This file is named ray.py: keep its own directory off the path so `import ray` finds Ray.
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+# A single-node Ray: it then stays on 127.0.0.1 instead of the machine's network address.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import numpy as np  # noqa: E402
 import ray  # noqa: E402

@@ -15,6 +15,7 @@ than the work at 1M rows; ``ingest: dataset`` still feeds Ray Train from Ray Dat
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -175,6 +176,27 @@ def _first_line(exc: BaseException) -> str:
     return lines[-1][:300] if lines else type(exc).__name__
 
 
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """Make a local Ray started inside this block register and listen on 127.0.0.1 only.
+
+    Ray replaces a node address of 127.0.0.1 by the machine's network address (the one routed
+    to the internet) unless it believes the platform is single-node (``ENABLE_RAY_CLUSTER``
+    false, as on macOS/Windows), so ``_node_ip_address="127.0.0.1"`` alone leaves the GCS,
+    raylet and workers of a local instance on e.g. eth0's address. A private local instance
+    never takes other nodes, so it is declared single-node while it starts (the node keeps the
+    address afterwards). ``ray start`` clusters (infra/ray) keep their ``--node-ip-address``.
+    """
+    import ray._private.ray_constants as constants
+
+    before = constants.ENABLE_RAY_CLUSTER
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        constants.ENABLE_RAY_CLUSTER = before
+
+
 class RayEngine(Engine):
     """Runs the catalog on Ray: a fresh local instance, or the cluster at ``engine.address``."""
 
@@ -233,15 +255,16 @@ class RayEngine(Engine):
             self._started = True
         else:
             cpus = int(self.options.get("num_cpus") or os.cpu_count() or 1)
-            ray.init(
-                address="local",
-                num_cpus=cpus,
-                object_store_memory=int(self.options.get("object_store_mb", 2048)) * 2**20,
-                include_dashboard=False,
-                _node_ip_address="127.0.0.1",
-                _temp_dir=LOCAL_TEMP_DIR,
-                **common,
-            )
+            with loopback_only():
+                ray.init(
+                    address="local",
+                    num_cpus=cpus,
+                    object_store_memory=int(self.options.get("object_store_mb", 2048)) * 2**20,
+                    include_dashboard=False,
+                    _node_ip_address="127.0.0.1",
+                    _temp_dir=LOCAL_TEMP_DIR,
+                    **common,
+                )
             self._started = self._local = True
         import ray.data
 
