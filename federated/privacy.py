@@ -187,9 +187,14 @@ def check_privacy(fed: FederatedSpec, model: str) -> None:
                 " xgboost's trees cannot be summed (use logistic_regression, linear_svm or mlp)"
             )
         if fed.strategy not in SECAGG_STRATEGIES:
+            why = (
+                "needs every client's model, SecAgg+ reveals only their sum"
+                if fed.strategy in ("krum", "fedtrimmedavg")
+                else "is not wired into the SecAgg+ workflow here"
+            )
             raise ConfigError(
-                f"config error: federated.privacy.secure_aggregation: {fed.strategy} needs every client's model,"
-                f" SecAgg+ reveals only their sum (allowed: {', '.join(SECAGG_STRATEGIES)})"
+                f"config error: federated.privacy.secure_aggregation: {fed.strategy} {why}"
+                f" (allowed: {', '.join(SECAGG_STRATEGIES)})"
             )
         per_round = clients_per_round(fed)
         if secagg.num_shares > per_round:

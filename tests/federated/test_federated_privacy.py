@@ -159,6 +159,10 @@ def test_a_distributed_round_with_fewer_replies_is_accounted_with_less_noise() -
             "krum needs every client's model",
         ),
         (
+            {"federated.privacy": {"secure_aggregation": {"enabled": True}}, "federated.strategy": "fedadam"},
+            "fedadam is not wired into the SecAgg+ workflow here (allowed: fedavg, fedprox)",
+        ),
+        (
             {"federated.privacy": {"secure_aggregation": {"enabled": True, "num_shares": 4}}},
             "num_shares must be odd",
         ),
@@ -168,7 +172,16 @@ def test_a_distributed_round_with_fewer_replies_is_accounted_with_less_noise() -
         ),
         ({"federated.privacy": {"dp": "local", "noise_multiplier": 0}}, "noise_multiplier"),
     ],
-    ids=["xgboost-dp", "central-secagg", "distributed-plain", "krum-secagg", "even-shares", "shares-clients", "z0"],
+    ids=[
+        "xgboost-dp",
+        "central-secagg",
+        "distributed-plain",
+        "krum-secagg",
+        "fedadam-secagg",
+        "even-shares",
+        "shares-clients",
+        "z0",
+    ],
 )
 def test_bad_privacy_settings_give_one_line(tmp_path: Path, cli, changes: dict, message: str) -> None:
     result = cli("federate", write_spec(tmp_path, **changes))
