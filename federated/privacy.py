@@ -16,7 +16,9 @@ Four mechanisms (``federated.privacy.dp``), all Gaussian, all accounted by dp-ac
   ``z sqrt(replies / m)``.
 * ``local``: each client clips its update to C and adds ``N(0, (z C)^2)`` itself, so every
   update it sends is DP for its whole dataset on its own (no trusted server, no aggregation
-  needed). Accounted as ``rounds`` Gaussian releases.
+  needed). Local DP protects any change of the client's data, which can move the clipped update
+  anywhere in the C-ball: the sensitivity is its diameter 2C, so each round is accounted as a
+  Gaussian release with multiplier ``z / 2``.
 * ``dpsgd``: example-level DP inside the clients (Abadi et al. 2016): every local step takes a
   Poisson sample of rows at rate ``q_c = batch_size / n_c``, clips each row's gradient to C,
   adds ``N(0, (z C)^2)`` to their sum and divides by the expected batch size. Accounted per
@@ -112,6 +114,8 @@ class PrivacyPlan:
         if self.dp == "central" and self.client_rate < 1.0:
             sampled = ev.PoissonSampledDpEvent(self.client_rate, ev.GaussianDpEvent(z))
             return {0: ev.SelfComposedDpEvent(sampled, rounds)}
+        if self.dp == "local":  # sensitivity 2C (any two datasets of the client), noise z C
+            return {0: ev.SelfComposedDpEvent(ev.GaussianDpEvent(z / 2.0), rounds)}
         return {0: ev.SelfComposedDpEvent(ev.GaussianDpEvent(z), rounds)}
 
     def epsilon_after(self, rounds: int, accountant: str, replies: list[int] | None = None) -> float:

@@ -107,6 +107,13 @@ def test_central_dp_is_accounted_as_a_poisson_sampled_gaussian_per_round() -> No
     assert plan.expected_clients == pytest.approx(5.0) and plan.rounds == 30
 
 
+def test_local_dp_is_accounted_with_sensitivity_twice_the_clipping_norm() -> None:
+    fed = fed_spec(dp="local", noise_multiplier=3.0)
+    plan = plan_privacy(fed, [100] * 20)
+    rdp, pld = direct_epsilon(ev.SelfComposedDpEvent(ev.GaussianDpEvent(1.5), 30), 1e-5)
+    assert plan.epsilon["rdp"] == pytest.approx(rdp) and plan.epsilon["pld"] == pytest.approx(pld)
+
+
 def test_dpsgd_reports_the_worst_client() -> None:
     fed = fed_spec(dp="dpsgd", noise_multiplier=1.1)
     plan = plan_privacy(fed, [200, 1000, 200, 640])
