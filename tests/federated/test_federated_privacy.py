@@ -93,6 +93,46 @@ def test_clients_clip_their_update_and_add_their_noise(mode: str, std: float) ->
     assert abs(noise.mean()) < 0.01
 
 
+def _toy_client() -> tuple[list[np.ndarray], dict, dict]:
+    rng = np.random.default_rng(5)
+    net = NetSpec(4, (), 2, "logistic", 0.0)
+    x = rng.normal(size=(200, 4))
+    data = {"x_train": x, "y_train": (x[:, 0] > 0).astype(int), "w_train": np.ones(200)}
+    meta = {"net": net.to_dict(), "local_epochs": 1, "batch_size": 20, "learning_rate": 0.1}
+    return net.init(0), data, meta
+
+
+def test_the_client_sends_a_clipped_update_under_local_dp() -> None:
+    from federated.client_app import train_network
+
+    start, data, meta = _toy_client()
+    moved, _ = train_network(start, data, {**meta, "privacy": {"dp": "none"}}, 0.0, 1)
+    assert np.abs(moved[0]).max() > 0.1
+    privacy = {"dp": "local", "clipping_norm": 1e-9, "noise_multiplier": 0.0, "clients_per_round": 1}
+    still, _ = train_network(start, data, {**meta, "privacy": privacy}, 0.0, 1)
+    assert np.abs(still[0] - start[0]).max() < 1e-8
+
+
+def test_dpsgd_clients_take_clipped_noisy_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    import federated.models as models
+    from federated.client_app import train_network
+
+    start, data, meta = _toy_client()
+    calls: list[float] = []
+
+    def zero_gradients(spec, params, x, y, w, bound):
+        calls.append(bound)
+        return 0.0, [np.zeros_like(p) for p in params]
+
+    monkeypatch.setattr(models, "clipped_grad_sum", zero_gradients)
+    privacy = {"dp": "dpsgd", "clipping_norm": 0.7, "noise_multiplier": 0.0}
+    still, _ = train_network(start, data, {**meta, "privacy": privacy}, 0.0, 1)
+    assert calls == [0.7] * 10  # ceil(200 / 20) clipped steps, as the accountant counts them
+    np.testing.assert_array_equal(still[0], start[0])  # zero clipped gradients, no noise: no move
+    noisy, _ = train_network(start, data, {**meta, "privacy": {**privacy, "noise_multiplier": 1.0}}, 0.0, 1)
+    assert np.abs(noisy[0] - start[0]).max() > 0.05  # only the Gaussian noise moved it
+
+
 # --- accounting -------------------------------------------------------------------------------
 
 
@@ -231,7 +271,8 @@ def test_secagg_plus_aggregates_what_plain_fedavg_does_and_survives_a_dropout(tm
 
 def test_distributed_dp_under_secagg_accounts_the_rounds_clients_missed(tmp_path: Path, cli) -> None:
     secagg = {"enabled": True}
-    privacy = {"dp": "distributed", "noise_multiplier": 0.8, "clipping_norm": 2.0, "secure_aggregation": secagg}
+    # A clipping norm of 1e-4 holds the model at its start (log loss ln 2) only if clients clip.
+    privacy = {"dp": "distributed", "noise_multiplier": 0.8, "clipping_norm": 1e-4, "secure_aggregation": secagg}
     spec = write_spec(
         tmp_path,
         **{
@@ -253,10 +294,12 @@ def test_distributed_dp_under_secagg_accounts_the_rounds_clients_missed(tmp_path
     assert out["epsilon_rdp"] == pytest.approx(rdp) and out["epsilon_pld"] == pytest.approx(pld)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["federated"]["privacy"]["epsilon"] == pytest.approx(rdp)
+    assert metrics["test"]["log_loss"] > 0.68  # plain FedAvg reaches ~0.63 here
 
 
 def test_central_dp_stops_at_the_budget_and_writes_privacy_json(tmp_path: Path, cli) -> None:
-    privacy = {"dp": "central", "noise_multiplier": 2.0, "clipping_norm": 0.5, "target_epsilon": 6.0}
+    # A clipping norm of 1e-4 holds the model at its start (log loss ln 2) only if the server clips.
+    privacy = {"dp": "central", "noise_multiplier": 2.0, "clipping_norm": 1e-4, "target_epsilon": 6.0}
     spec = write_spec(tmp_path, **{"federated.rounds": 8, "federated.privacy": privacy})
     result = cli("federate", spec)
     assert result.code == 0, result.err
@@ -270,6 +313,7 @@ def test_central_dp_stops_at_the_budget_and_writes_privacy_json(tmp_path: Path, 
     assert direct_epsilon(one_more, 1e-5)[0] > 6.0
     assert out["mechanism"].startswith("Gaussian mechanism on the clipped sum") and out["accountant"] == "rdp"
     assert f"{ran} of 8 rounds fit target_epsilon 6" in result.err
+    assert rounds[-1]["centralized_evaluation"]["log_loss"] > 0.68  # plain FedAvg: ~0.63 after 1 round
 
 
 def test_dpsgd_clients_under_secagg_still_learn(tmp_path: Path, cli) -> None:
