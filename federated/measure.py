@@ -75,4 +75,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from pipelines.process_exit import run_main
+
+    run_main(main, sys.argv[1:])

@@ -12,6 +12,7 @@ from typer.main import get_command
 
 from jobs.commands import bench, compare, data, evaluate, federate, models, predict, schema, train
 from pipelines.errors import ScaleclfError
+from pipelines.process_exit import run_main
 
 app = typer.Typer(
     name="scaleclf",
@@ -66,5 +67,10 @@ def main(argv: list[str] | None = None) -> None:
     raise SystemExit(code if isinstance(code, int) else 0)
 
 
+def run() -> None:
+    """The ``scaleclf`` console script: :func:`main`, leaving through ``exit_process`` (see there)."""
+    run_main(main)
+
+
 if __name__ == "__main__":
-    main()
+    run()

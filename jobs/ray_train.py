@@ -36,4 +36,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from pipelines.process_exit import run_main
+
+    run_main(main)  # a driver that segfaults in Ray's native teardown would mark the job FAILED

@@ -286,6 +286,8 @@ def _child(spec_json: str) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "child":
-        _child(sys.argv[2])
+        from pipelines.process_exit import run_main
+
+        run_main(_child, sys.argv[2])
     else:
         sys.exit("usage: python -m pipelines.bench child SPEC_JSON")

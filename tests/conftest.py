@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import tempfile
 from dataclasses import dataclass
@@ -9,10 +10,32 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.process_exit import skip_native_teardown
+
 # Generated and builtin datasets are cached per test session, never in the user's home.
 os.environ.setdefault("SCALECLF_CACHE", tempfile.mkdtemp(prefix="scaleclf-test-cache-"))
 
 REPO = Path(__file__).resolve().parent.parent
+
+_SESSION: list[pytest.Session] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Keep the session so that the exit handler below knows its final exit status."""
+    _SESSION.append(session)
+
+
+def _leave_like_the_cli() -> None:
+    """Exit with the session's status, skipping Ray's native teardown (pipelines/process_exit.py).
+
+    Registered before any test imports Ray, so it runs after every other exit handler, Ray's
+    own ``ray.shutdown`` included. A suite that never loaded Ray exits normally.
+    """
+    if _SESSION:
+        skip_native_teardown(int(_SESSION[0].exitstatus))
+
+
+atexit.register(_leave_like_the_cli)
 
 
 @dataclass

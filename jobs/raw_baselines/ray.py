@@ -88,7 +88,10 @@ def main():
     auc = roc_auc_score(np.asarray(test[label]), proba)
     rows = ds.count()
     ray.shutdown()
-    print(json.dumps({"seconds": time.perf_counter() - start, "auc": float(auc), "rows": int(rows)}))
+    print(json.dumps({"seconds": time.perf_counter() - start, "auc": float(auc), "rows": int(rows)}), flush=True)
+    # Ray's native io threads outlive ray.shutdown(); skip the C++ static teardown they can crash in,
+    # as Ray's own workers do (the scaleclf side does the same in pipelines/process_exit.py).
+    os._exit(0)
 
 
 if __name__ == "__main__":
