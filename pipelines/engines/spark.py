@@ -4,8 +4,9 @@ Row keys and the split are attached with the shared ``attach_key_and_split`` ins
 ``mapInArrow``, profiles are computed per partition and merged on the driver, and the
 shared preprocessing (plus kernel feature map) is a pyspark.ml stage (``SharedFeatures``)
 saved with the fitted classifier as one ``PipelineModel``. Whatever MLlib lacks is filled
-in: multiclass gbt and linear SVMs through OneVsRest, SVM probabilities through the shared
-Platt scaling, class weights through a weight column.
+in: multiclass linear SVMs through OneVsRest, multiclass gbt as softmax boosting on MLlib
+regression trees (``spark_boost``; OneVsRest with ``engine.options.gbt_multiclass: ovr``), SVM
+probabilities through the shared Platt scaling, class weights through a weight column.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ from pipelines.models.kernels import landmark_priority
 MODEL_DIR = "spark_model"
 PRIORITY_COLUMN = "__priority"
 SIGN_BIT = np.uint64(1 << 63)  # flipping it maps unsigned order onto signed (Spark long) order
-OPTIONS = {"startup_timeout_s": "seconds to wait for executors on a cluster (default 60)"}
+OPTIONS = {
+    "startup_timeout_s": "seconds to wait for executors on a cluster (default 60)",
+    "gbt_multiclass": "softmax (multinomial boosting on MLlib regression trees, default) or ovr (OneVsRest of GBTs)",
+}
+GBT_MULTICLASS = ("softmax", "ovr")
 _FEATURE_PARTITION_BYTES = 64 << 20  # cached kernel-feature bytes per train partition
 
 
@@ -136,7 +141,7 @@ class SparkEngine(Engine):
         "naive_bayes": "MLlib NaiveBayes (gaussian)",
         "decision_tree": "MLlib DecisionTreeClassifier",
         "random_forest": "MLlib RandomForestClassifier",
-        "gbt": "MLlib GBTClassifier (OneVsRest for multiclass)",
+        "gbt": "MLlib GBTClassifier; multiclass: softmax boosting on MLlib DecisionTreeRegressor (or OneVsRest)",
         "xgboost": "xgboost.spark SparkXGBClassifier (hist, one worker per task slot)",
         "mlp": "MLlib MultilayerPerceptronClassifier (sigmoid hidden layers, L-BFGS)",
         "rff_svm": "shared random Fourier features in mapInArrow + MLlib LinearSVC",
@@ -157,6 +162,12 @@ class SparkEngine(Engine):
                 conf[key] = str(value)
             elif key == "startup_timeout_s":
                 timeout = float(value)
+            elif key == "gbt_multiclass":
+                if value not in GBT_MULTICLASS:
+                    raise ConfigError(
+                        f"config error: engine.options.gbt_multiclass: {value!r} is not one of"
+                        f" {', '.join(GBT_MULTICLASS)}"
+                    )
             else:
                 allowed = ", ".join(["spark.* (any Spark setting)", *OPTIONS])
                 raise ConfigError(f"config error: engine.options.{key}: unknown option for spark (allowed: {allowed})")
@@ -347,7 +358,8 @@ class SparkEngine(Engine):
 
         counts = np.asarray(ctx.task.class_counts, dtype=np.float64)
         weights = ctx.class_weights if ctx.class_weights is not None else np.ones(len(counts))
-        return build_estimator(ctx, float(counts @ weights), self._workers())
+        multiclass = str(self.spec.options.get("gbt_multiclass", "softmax"))
+        return build_estimator(ctx, float(counts @ weights), self._workers(), gbt_multiclass=multiclass)
 
     def fit(self, data: SparkData, ctx: FitContext) -> SparkModel:
         """Return the PipelineModel (shared features + estimator) fitted on the train split."""
@@ -390,7 +402,8 @@ class SparkEngine(Engine):
 
         assert isinstance(model, SparkModel)
         scored = model.pipeline.transform(data.rows(split))
-        column = output_column(ctx)
+        stage = model.pipeline.stages[-1]
+        column = output_column(ctx, stage)
         table = scored.select(KEY_COLUMN, LABEL_COL, vector_to_array(F.col(column)).alias("v")).toArrow()
         for batch in table.to_batches():
             if not batch.num_rows:
@@ -399,7 +412,7 @@ class SparkEngine(Engine):
             y = np.asarray(batch.column(LABEL_COL).to_numpy(), dtype=np.int32)
             flat = batch.column("v").flatten().to_numpy()
             values = np.asarray(flat, dtype=np.float64).reshape(batch.num_rows, -1)
-            yield prediction_batch(keys, y, to_outputs(values, ctx), ctx.output)
+            yield prediction_batch(keys, y, to_outputs(values, ctx, stage), ctx.output)
 
     def load_model(self, directory: Path, ctx: FitContext) -> SparkModel:
         """Return the PipelineModel saved by ``SparkModel.save``."""

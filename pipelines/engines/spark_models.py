@@ -124,11 +124,13 @@ class SharedFeatures(Transformer, DefaultParamsReadable["SharedFeatures"], Defau
         return out.withColumn(FEATURES_COL, array_to_vector(F.col(FEATURES_COL)))
 
 
-def build_estimator(ctx: FitContext, n_train: float, workers: int) -> Any:
+def build_estimator(ctx: FitContext, n_train: float, workers: int, gbt_multiclass: str = "softmax") -> Any:
     """Return the unfitted pyspark.ml estimator for the catalog model in ``ctx``.
 
     ``n_train`` is the (weighted) number of train rows: MLlib averages the loss over rows,
-    scikit-learn sums it, so ``regParam = 1 / (C * n)`` gives the same optimum.
+    scikit-learn sums it, so ``regParam = 1 / (C * n)`` gives the same optimum. Multiclass gbt is
+    softmax boosting on MLlib regression trees (``spark_boost``), or OneVsRest of binary GBTs when
+    ``gbt_multiclass`` is "ovr".
     """
     from pyspark.ml import classification as mc
 
@@ -174,6 +176,20 @@ def build_estimator(ctx: FitContext, n_train: float, workers: int) -> Any:
             featureSubsetStrategy=_features_per_split(p["max_features"], ctx.preprocessor.n_features),
             bootstrap=True,
             maxBins=256,
+            seed=seed,
+            **common,
+        )
+    if name == "gbt" and k > 2 and gbt_multiclass == "softmax":
+        from pipelines.engines.spark_boost import SoftmaxBoostingClassifier
+
+        return SoftmaxBoostingClassifier(
+            numClasses=k,
+            maxIter=p["n_estimators"],
+            stepSize=p["learning_rate"],
+            maxDepth=p["max_depth"],
+            minInstancesPerNode=p["min_samples_leaf"],
+            maxBins=256,
+            parallelism=workers,
             seed=seed,
             **common,
         )
@@ -245,20 +261,27 @@ def _features_per_split(setting: str, n_features: int) -> str:
     return str(max(1, int(count)))
 
 
-def output_column(ctx: FitContext) -> str:
-    """Return the column predictions are read from: probabilities, or raw scores."""
-    if ctx.output == "scores" or (ctx.model.name == "gbt" and ctx.task.n_classes > 2):
+def _ovr_gbt(ctx: FitContext, stage: Any) -> bool:
+    """Return True for multiclass gbt fitted as OneVsRest (``engine.options.gbt_multiclass: ovr``)."""
+    from pyspark.ml.classification import OneVsRestModel
+
+    return ctx.model.name == "gbt" and isinstance(stage, OneVsRestModel)
+
+
+def output_column(ctx: FitContext, stage: Any) -> str:
+    """Return the column the fitted ``stage``'s predictions are read from: probabilities, or raw scores."""
+    if ctx.output == "scores" or _ovr_gbt(ctx, stage):
         return "rawPrediction"
     return "probability"
 
 
-def to_outputs(values: np.ndarray, ctx: FitContext) -> np.ndarray:
+def to_outputs(values: np.ndarray, ctx: FitContext, stage: Any) -> np.ndarray:
     """Return the engine outputs (probabilities or scores) from the column ``output_column`` gave."""
     k = ctx.task.n_classes
     if ctx.output == "scores":
         # Binary LinearSVC gives [-margin, margin]; OneVsRest gives one margin per class.
         return values[:, 1] if k == 2 else values
-    if ctx.model.name == "gbt" and k > 2:
+    if _ovr_gbt(ctx, stage):
         # OneVsRest of GBTs: each binary GBT's margin m has P(class) = 1 / (1 + exp(-2m)).
         p = 1.0 / (1.0 + np.exp(-2.0 * values))
         return p / p.sum(axis=1, keepdims=True)

@@ -70,6 +70,11 @@ def test_spark_too_many_workers_and_unknown_option(cli, tmp_path: Path) -> None:
     result = cli("train", config, "--set", "engine.options.colour=blue")
     assert result.code == 2
     assert "engine.options.colour: unknown option for spark" in result.err
+    result = cli("train", config, "--set", "engine.options.gbt_multiclass=ova")
+    assert result.code == 2
+    assert result.err.strip().splitlines()[-1] == (
+        "error: config error: engine.options.gbt_multiclass: 'ova' is not one of softmax, ovr"
+    )
 
 
 def test_spark_tuning_reports_every_trial(cli, tmp_path: Path) -> None:
