@@ -43,6 +43,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
 
+from pipelines.engines.spark_models import list_array
+
 HESSIAN_FLOOR = 1e-6
 _X = "__boost_x"  # features as array<double>, for the Arrow-batch tree evaluation
 _MARGIN = "__boost_margin"  # array<double>: one margin per class
@@ -134,12 +136,6 @@ def _batch_matrix(batch: pa.RecordBatch, column: str) -> np.ndarray:
     n = batch.num_rows
     flat = np.asarray(values.flatten().to_numpy(zero_copy_only=False), dtype=np.float64)
     return flat.reshape(n, -1) if n else np.zeros((0, 0))
-
-
-def _list_array(matrix: np.ndarray) -> pa.Array:
-    n, d = matrix.shape
-    offsets = pa.array(np.arange(0, n * d + 1, d, dtype=np.int32) if n else np.zeros(1, np.int32))
-    return pa.ListArray.from_arrays(offsets, pa.array(matrix.ravel(), pa.float64()))
 
 
 class _BoostParams(HasFeaturesCol, HasLabelCol, HasWeightCol, HasMaxIter, HasStepSize, HasSeed):
@@ -273,7 +269,7 @@ def _update_batches(step: _Ensemble) -> Any:
             x = _batch_matrix(batch, _X)
             margins = step.margins(x, start=_batch_matrix(batch, _MARGIN))
             yield pa.RecordBatch.from_arrays(
-                [batch.column(_X), batch.column("__boost_y"), batch.column("__boost_w"), _list_array(margins)],
+                [batch.column(_X), batch.column("__boost_y"), batch.column("__boost_w"), list_array(margins)],
                 names=[_X, "__boost_y", "__boost_w", _MARGIN],
             )
 
@@ -301,7 +297,7 @@ class SoftmaxBoostingModel(_BoostParams, Model, DefaultParamsReadable["SoftmaxBo
         state = json.loads(self.getOrDefault(self.trees))
         features = self.getOrDefault(self.featuresCol)
         x_col = "__boost_x_in"
-        keep = [c for c in dataset.columns]
+        keep = list(dataset.columns)
         frame = dataset.withColumn(x_col, vector_to_array(F.col(features)))
         schema = StructType(
             [dataset.schema[c] for c in keep]
@@ -321,7 +317,7 @@ class SoftmaxBoostingModel(_BoostParams, Model, DefaultParamsReadable["SoftmaxBo
                 margins = ensemble.margins(x)
                 proba = softmax(margins)
                 arrays = [batch.column(c) for c in keep]
-                arrays += [_list_array(margins), _list_array(proba), pa.array(proba.argmax(axis=1).astype(np.float64))]
+                arrays += [list_array(margins), list_array(proba), pa.array(proba.argmax(axis=1).astype(np.float64))]
                 yield pa.RecordBatch.from_arrays(arrays, names=[*keep, "__raw", "__proba", "prediction"])
 
         out = frame.mapInArrow(run, schema)

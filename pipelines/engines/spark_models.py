@@ -46,6 +46,13 @@ def _decode_array(text: str) -> np.ndarray:
     return np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False)
 
 
+def list_array(matrix: np.ndarray) -> pa.Array:
+    """Return the rows of a 2-D float matrix as an Arrow list<double> array (array<double> in Spark)."""
+    n, d = matrix.shape
+    offsets = pa.array(np.arange(0, n * d + 1, d, dtype=np.int32) if n else np.zeros(1, np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(np.ascontiguousarray(matrix).ravel(), pa.float64()))
+
+
 def feature_state(ctx: FitContext, label: str) -> str:
     """Return the JSON that ``SharedFeatures`` needs: preprocessing, feature map, task, weights."""
     fmap = ctx.feature_map
@@ -82,13 +89,11 @@ def _feature_batches(state: dict[str, Any], keep: list[str]) -> Any:
             x = prep.transform(batch)
             if fmap is not None:
                 x = fmap.transform(x)
-            n, d = x.shape
+            n = x.shape[0]
             known = label in batch.schema.names  # scoring data may lack the label
             y = task.encode(batch.column(label)) if known else np.full(n, -1, dtype=np.int32)
             w = weights[np.maximum(y, 0)] if weights is not None else np.ones(n)
-            offsets = pa.array(np.arange(0, n * d + 1, d, dtype=np.int32) if n else np.zeros(1, np.int32))
-            features = pa.ListArray.from_arrays(offsets, pa.array(x.ravel(), pa.float64()))
-            arrays = [batch.column(c) for c in keep] + [pa.array(y, pa.int32()), pa.array(w), features]
+            arrays = [batch.column(c) for c in keep] + [pa.array(y, pa.int32()), pa.array(w), list_array(x)]
             yield pa.RecordBatch.from_arrays(arrays, names=[*keep, LABEL_COL, WEIGHT_COL, FEATURES_COL])
 
     return run
@@ -179,30 +184,20 @@ def build_estimator(ctx: FitContext, n_train: float, workers: int, gbt_multiclas
             seed=seed,
             **common,
         )
-    if name == "gbt" and k > 2 and gbt_multiclass == "softmax":
-        from pipelines.engines.spark_boost import SoftmaxBoostingClassifier
-
-        return SoftmaxBoostingClassifier(
-            numClasses=k,
-            maxIter=p["n_estimators"],
-            stepSize=p["learning_rate"],
-            maxDepth=p["max_depth"],
-            minInstancesPerNode=p["min_samples_leaf"],
-            maxBins=256,
-            parallelism=workers,
-            seed=seed,
-            **common,
-        )
     if name == "gbt":
-        gbt = mc.GBTClassifier(
-            maxIter=p["n_estimators"],
-            stepSize=p["learning_rate"],
-            maxDepth=p["max_depth"],
-            minInstancesPerNode=p["min_samples_leaf"],
-            maxBins=256,
-            seed=seed,
-            **(features_only if k > 2 else common),
-        )
+        boosting: dict[str, Any] = {
+            "maxIter": p["n_estimators"],
+            "stepSize": p["learning_rate"],
+            "maxDepth": p["max_depth"],
+            "minInstancesPerNode": p["min_samples_leaf"],
+            "maxBins": 256,
+            "seed": seed,
+        }
+        if k > 2 and gbt_multiclass == "softmax":
+            from pipelines.engines.spark_boost import SoftmaxBoostingClassifier
+
+            return SoftmaxBoostingClassifier(numClasses=k, parallelism=workers, **boosting, **common)
+        gbt = mc.GBTClassifier(**boosting, **(features_only if k > 2 else common))
         return gbt if k == 2 else mc.OneVsRest(classifier=gbt, parallelism=workers, **common)
     if name == "mlp":
         if ctx.class_weights is not None:
