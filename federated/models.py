@@ -255,7 +255,7 @@ def train_local(
 
 def to_estimator(model: str, spec: NetSpec, params: list[np.ndarray], seed: int, model_params: dict[str, Any]) -> Any:
     """Return the fitted scikit-learn estimator (as the local engine builds) holding ``params``."""
-    from pipelines.engines.local import build_estimator
+    from pipelines.engines.local.engine import build_estimator
 
     est = build_estimator(model, model_params, seed, 1)
     classes = np.arange(spec.n_classes)

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from pipelines.artifacts import write_json
 from pipelines.data.split import TEST, VALID
-from pipelines.engines.local import LocalData, LocalEngine
+from pipelines.engines.local.engine import LocalData, LocalEngine
 from pipelines.evaluation.metrics import compute_metrics
 from pipelines.models.postprocess import fit_postprocess
 from pipelines.progress import Progress

@@ -29,7 +29,7 @@ from pipelines.artifacts import RunDirectory, run_name
 from pipelines.data.schema import DataPlan, make_plan
 from pipelines.data.split import KEY_COLUMN, TRAIN, VALID
 from pipelines.engines.base import FitContext
-from pipelines.engines.local import LocalEngine, LocalModel
+from pipelines.engines.local.engine import LocalEngine, LocalModel
 from pipelines.errors import ConfigError
 from pipelines.evaluation.metrics import compute_metrics
 from pipelines.models.catalog import ModelInfo, get_model
@@ -196,7 +196,7 @@ def federate(spec: JobSpec, progress: Progress | None = None) -> Path:
 
     from federated.client_app import app as client_app
     from federated.server_app import run_rounds
-    from pipelines.engines.ray import loopback_only
+    from pipelines.engines.ray.engine import loopback_only
 
     progress = progress or Progress(quiet=True)
 

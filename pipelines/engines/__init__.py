@@ -14,10 +14,10 @@ if TYPE_CHECKING:
 
 # Each engine's whole story lives in its module; pyspark / dask / ray are imported inside it.
 ENGINE_MODULES = {
-    "local": ("pipelines.engines.local", "LocalEngine"),
-    "spark": ("pipelines.engines.spark", "SparkEngine"),
-    "dask": ("pipelines.engines.dask", "DaskEngine"),
-    "ray": ("pipelines.engines.ray", "RayEngine"),
+    "local": ("pipelines.engines.local.engine", "LocalEngine"),
+    "spark": ("pipelines.engines.spark.engine", "SparkEngine"),
+    "dask": ("pipelines.engines.dask.engine", "DaskEngine"),
+    "ray": ("pipelines.engines.ray.engine", "RayEngine"),
 }
 
 

@@ -14,7 +14,7 @@ import pytest
 from pipelines.data.schema import make_plan
 from pipelines.data.split import KEY_COLUMN, SPLIT_COLUMN
 from pipelines.engines import create_engine
-from pipelines.engines.dask import DaskEngine
+from pipelines.engines.dask.engine import DaskEngine
 from pipelines.progress import Progress
 from pipelines.run import train
 from pipelines.spec import build_spec

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipelines.data.schema import make_plan
-from pipelines.engines.local import LocalEngine
+from pipelines.engines.local.engine import LocalEngine
 from pipelines.spec import build_spec
 
 

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.data.schema import make_plan
-from pipelines.engines.ray import RayEngine
+from pipelines.engines.ray.engine import RayEngine
 from pipelines.errors import ConfigError
 from pipelines.run import train
 from pipelines.spec import build_spec
@@ -39,8 +39,8 @@ def metrics(run_dir: Path) -> dict[str, Any]:
 
 
 def test_row_keys_and_split_match_local(ray_address: str) -> None:
-    from pipelines.engines.local import LocalEngine
-    from pipelines.engines.ray import RayEngine
+    from pipelines.engines.local.engine import LocalEngine
+    from pipelines.engines.ray.engine import RayEngine
 
     job = build_spec(spec("synthetic:higgs", "xgboost", "ray", Path("runs"), address=ray_address))
     plan = make_plan(job.data, job.seed)
@@ -112,7 +112,7 @@ def test_metrics_match_local(ray_address: str, tmp_path: Path, source: str, mode
 
 
 def test_unknown_option_is_a_config_error() -> None:
-    from pipelines.engines.ray import RayEngine
+    from pipelines.engines.ray.engine import RayEngine
 
     job = build_spec(spec("synthetic:higgs", "xgboost", "ray", Path("runs"), options={"nthreads": 2}))
     with pytest.raises(ConfigError, match=r"engine.options.nthreads"):

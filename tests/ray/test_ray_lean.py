@@ -14,8 +14,8 @@ from ray.train.v2._internal.execution.scaling_policy.fixed import FixedScalingPo
 from ray.train.v2.api.config import RunConfig, ScalingConfig
 from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
-from pipelines.engines.ray import RayEngine, _ingest
-from pipelines.engines.ray_lean import LocalScalingPolicy
+from pipelines.engines.ray.engine import RayEngine, _ingest
+from pipelines.engines.ray.lean import LocalScalingPolicy
 from pipelines.run import train
 from pipelines.spec import build_spec
 from tests.conftest import REPO
@@ -94,7 +94,7 @@ def test_workers_take_blocks_only_where_they_divide_evenly(setting: str, blocks:
 def test_the_train_loop_imports_xgboost_without_scikit_learn() -> None:
     code = (
         "import sys\n"
-        "from pipelines.engines.ray_fit import import_xgboost_alone\n"
+        "from pipelines.engines.ray.train_loops import import_xgboost_alone\n"
         "xgb = import_xgboost_alone()\n"
         "assert 'sklearn' not in sys.modules, 'sklearn was imported'\n"
         "import sklearn\n"  # still importable afterwards

@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="package", autouse=True)
 def spark_session() -> Iterator[object]:
     """Start one local[2] SparkSession through the engine; stop it after the directory."""
-    from pipelines.engines.spark import SparkEngine
+    from pipelines.engines.spark.engine import SparkEngine
     from pipelines.spec import EngineSpec
 
     engine = SparkEngine(EngineSpec(name="spark", workers=2, options={"spark.sql.shuffle.partitions": 4}))

@@ -153,7 +153,7 @@ def test_softmax_boosting_takes_weighted_newton_steps(spark_session: Any) -> Non
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
-    from pipelines.engines.spark_boost import SoftmaxBoostingClassifier, softmax
+    from pipelines.engines.spark.boost import SoftmaxBoostingClassifier, softmax
 
     frame, y, w = _multiclass_frame(spark_session)
     est = SoftmaxBoostingClassifier(
@@ -178,7 +178,7 @@ def test_softmax_boosting_trees_are_mllibs_and_reload(spark_session: Any, tmp_pa
     from pyspark.ml.regression import DecisionTreeRegressor
     from pyspark.sql import functions as F
 
-    from pipelines.engines.spark_boost import (
+    from pipelines.engines.spark.boost import (
         SoftmaxBoostingClassifier,
         SoftmaxBoostingModel,
         Tree,

@@ -4,9 +4,9 @@ Rows are read by a few large Ray tasks, one per run of consecutive Parquet row g
 most one per CPU), which attach the same row key and split as every engine
 (``DataPlan.attach``) and profile their rows in the same pass; the blocks stay in the object
 store. Trees (xgboost, gbt, random_forest) train with Ray Train's ``XGBoostTrainer``;
-decision_tree is exact CART in one task (``pipelines.engines.cart``); linear models, the kernel
+decision_tree is exact CART in one task (``pipelines.models.cart``); linear models, the kernel
 SVMs and the MLP train data-parallel in numpy on Ray Train workers
-(``pipelines.engines.ray_fit``); naive Bayes is exact sufficient statistics summed over the
+(``pipelines.engines.ray.train_loops``); naive Bayes is exact sufficient statistics summed over the
 blocks. Training workers take their share of the loaded blocks from the object store (or, where
 the blocks do not divide evenly among them, read their own Parquet row groups); predictions run
 where each block is. (Many small Ray Data ``map_batches`` tasks cost more
@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 from pipelines.data.schema import DataPlan, DataProfile, profile_batch
 from pipelines.data.split import KEY_COLUMN, SPLIT_COLUMN, SPLIT_NAMES, TRAIN
 from pipelines.engines.base import Engine, EngineModel, FitContext, prediction_batch
-from pipelines.engines.ray_models import BOOSTED, BoosterModel, NumpyModel, load_ray_model
+from pipelines.engines.ray.models import BOOSTED, BoosterModel, NumpyModel, load_ray_model
 from pipelines.errors import ConfigError, DataError, EngineError, ScaleclfError
 
 LOCAL_TEMP_DIR = "/tmp/scaleclf-ray-local"  # short: Ray's socket paths must stay under 107 bytes
@@ -88,7 +88,7 @@ def _keep_split(batch: pa.Table, code: int) -> pa.Table:
 
 def _load_block(plan: DataPlan, units: list[Any], field: str, is_test_source: bool) -> tuple[DataProfile, pa.Table]:
     """Read, key and split a run of source pieces; return its profile and the table (one pass)."""
-    from pipelines.engines.ray_fit import read_units
+    from pipelines.engines.ray.train_loops import read_units
 
     source = plan.test_source if is_test_source else plan.source
     assert source is not None
@@ -124,7 +124,7 @@ def _nb_stats(batch: pa.Table, ctx: FitContext) -> list[np.ndarray]:
 
 def _fit_cart_task(ctx: FitContext, *blocks: pa.Table) -> EngineModel:
     """Return CART fitted on the train rows of ``blocks`` (in file order, as the local engine reads them)."""
-    from pipelines.engines.cart import fit_cart
+    from pipelines.models.cart import fit_cart
 
     train = pa.concat_tables([_keep_split(b, TRAIN) for b in blocks])
     x = ctx.preprocessor.transform(train).astype(np.float32)
@@ -346,7 +346,7 @@ class RayEngine(Engine):
         """
         import ray
 
-        from pipelines.engines.ray_fit import contiguous_units, source_units
+        from pipelines.engines.ray.train_loops import contiguous_units, source_units
 
         pending: list[tuple[Any, Any]] = []
         source_blocks = 0
@@ -397,19 +397,19 @@ class RayEngine(Engine):
         if name == "decision_tree":
             return self._fit_cart(data, ctx)
         if name in BOOSTED:
-            from pipelines.engines.ray_fit import xgboost_loop
+            from pipelines.engines.ray.train_loops import xgboost_loop
 
             params, rounds = xgboost_params(ctx)
             files = self._train(xgboost_loop, data, ctx, {"params": params, "rounds": rounds}, xgboost=True)
             return BoosterModel(files["model.json"], ctx.task.n_classes)
         if name == "mlp":
-            from pipelines.engines.ray_fit import mlp_loop
+            from pipelines.engines.ray.train_loops import mlp_loop
 
             files = self._train(mlp_loop, data, ctx, {}, xgboost=False)
             saved = np.load(__import__("io").BytesIO(files["mlp.npz"]))
             n_layers = len(ctx.params["hidden_layer_sizes"]) + 1
             return NumpyModel(name, [saved[f"p{i}"] for i in range(2 * n_layers)], ctx.task.n_classes)
-        from pipelines.engines.ray_fit import linear_loop
+        from pipelines.engines.ray.train_loops import linear_loop
 
         files = self._train(linear_loop, data, ctx, {}, xgboost=False)
         weights = np.frombuffer(files["weights.npy"], dtype=np.float64).copy()
@@ -429,7 +429,7 @@ class RayEngine(Engine):
         import ray.train
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 
-        from pipelines.engines.ray_fit import AllReduce, plan_units
+        from pipelines.engines.ray.train_loops import AllReduce, plan_units
 
         workers = self.workers
         ingest = _ingest(self.options.get("ingest", "blocks"), data.source_blocks, workers)
@@ -499,8 +499,8 @@ class RayEngine(Engine):
                 shutil.rmtree(storage, ignore_errors=True)
 
     def _trainer_class(self, base: type) -> type:
-        """Return ``base`` trimmed of what this run does not need (see ``ray_lean``)."""
-        from pipelines.engines.ray_lean import lean_trainer
+        """Return ``base`` trimmed of what this run does not need (see ``lean``)."""
+        from pipelines.engines.ray.lean import lean_trainer
 
         return lean_trainer(
             base, placement_group_cleaner=bool(self.options.get("placement_group_cleaner")), local=self._local
@@ -576,8 +576,8 @@ class RayEngine(Engine):
         score: Callable[[EngineModel, FitContext], dict[str, Any]],
         on_trial: Callable[[Any], None] | None = None,
     ) -> tuple[EngineModel, FitContext, list[Any]] | None:
-        """Schedule the shared trials with Ray Tune (ASHA); see ``pipelines.engines.ray_tune``."""
-        from pipelines.engines.ray_tune import tune_on_ray
+        """Schedule the shared trials with Ray Tune (ASHA); see ``pipelines.engines.ray.tune``."""
+        from pipelines.engines.ray.tune import tune_on_ray
 
         return tune_on_ray(self, data, ctx, tuning, score, on_trial)
 

@@ -4,7 +4,7 @@
 key and split to every partition and persists the frame once. For a fit or a prediction each
 partition is turned, on its worker, into a block ``(features, class index, row key)`` of one
 split with the shared Preprocessor (and kernel FeatureMap); those blocks are persisted too and
-reused by fit, predict and every tuning trial. Models live in ``dask_models``.
+reused by fit, predict and every tuning trial. Models live in ``models``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ import pyarrow.compute as pc
 from pipelines.data.schema import DataPlan, DataProfile, Task, profile_batch
 from pipelines.data.split import KEY_COLUMN, SPLIT_COLUMN, SPLIT_NAMES
 from pipelines.engines.base import Engine, EngineModel, FitContext, prediction_batch
-from pipelines.engines.cart import CartModel, fit_cart
-from pipelines.engines.dask_models import (
+from pipelines.engines.dask.models import (
     LinearModel,
     NaiveBayesModel,
     XGBoostModel,
@@ -35,6 +34,7 @@ from pipelines.engines.dask_models import (
     xgboost_params,
 )
 from pipelines.errors import ConfigError, DataError, EngineError
+from pipelines.models.cart import CartModel, fit_cart
 from pipelines.models.kernels import FeatureMap, landmark_priority
 from pipelines.models.preprocess import Preprocessor
 
@@ -358,7 +358,7 @@ class DaskEngine(Engine):
                 return fit_linear(reduce, LINEAR[name], n_features, n_classes, ctx.params, ctx.class_weights)
             if name == "naive_bayes":
                 return fit_naive_bayes(reduce, n_classes, ctx.params["var_smoothing"], ctx.class_weights)
-            if name == "decision_tree":  # exact CART needs all rows in one place (pipelines.engines.cart)
+            if name == "decision_tree":  # exact CART needs all rows in one place (pipelines.models.cart)
                 future = self.client.submit(_fit_cart, ctx.params, ctx.seed, ctx.class_weights, *blocks, pure=False)
                 return self._gather(future)
             counts = np.asarray(ctx.task.class_counts, dtype=np.float64)

@@ -25,7 +25,7 @@ from pipelines.data.schema import DataPlan
 from pipelines.data.sources import Source
 from pipelines.data.split import SPLIT_COLUMN, TRAIN
 from pipelines.engines.base import FitContext
-from pipelines.engines.ray_models import (
+from pipelines.engines.ray.models import (
     linear_loss_grad,
     linear_penalty,
     linear_shape,

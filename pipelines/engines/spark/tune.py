@@ -48,7 +48,7 @@ def tune_on_spark(
     """Return the best model, its context and every trial (in trial order)."""
     from pyspark.ml import PipelineModel
 
-    from pipelines.engines.spark import SparkModel, _spark_reason
+    from pipelines.engines.spark.engine import SparkModel, _spark_reason
 
     searched, contexts = trial_contexts(tuning, ctx)
     base = engine._estimator(ctx)

@@ -134,7 +134,7 @@ def build_estimator(ctx: FitContext, n_train: float, workers: int, gbt_multiclas
 
     ``n_train`` is the (weighted) number of train rows: MLlib averages the loss over rows,
     scikit-learn sums it, so ``regParam = 1 / (C * n)`` gives the same optimum. Multiclass gbt is
-    softmax boosting on MLlib regression trees (``spark_boost``), or OneVsRest of binary GBTs when
+    softmax boosting on MLlib regression trees (``boost``), or OneVsRest of binary GBTs when
     ``gbt_multiclass`` is "ovr".
     """
     from pyspark.ml import classification as mc
@@ -194,7 +194,7 @@ def build_estimator(ctx: FitContext, n_train: float, workers: int, gbt_multiclas
             "seed": seed,
         }
         if k > 2 and gbt_multiclass == "softmax":
-            from pipelines.engines.spark_boost import SoftmaxBoostingClassifier
+            from pipelines.engines.spark.boost import SoftmaxBoostingClassifier
 
             return SoftmaxBoostingClassifier(numClasses=k, parallelism=workers, **boosting, **common)
         gbt = mc.GBTClassifier(**boosting, **(features_only if k > 2 else common))

@@ -5,7 +5,7 @@ Row keys and the split are attached with the shared ``attach_key_and_split`` ins
 shared preprocessing (plus kernel feature map) is a pyspark.ml stage (``SharedFeatures``)
 saved with the fitted classifier as one ``PipelineModel``. Whatever MLlib lacks is filled
 in: multiclass linear SVMs through OneVsRest, multiclass gbt as softmax boosting on MLlib
-regression trees (``spark_boost``; OneVsRest with ``engine.options.gbt_multiclass: ovr``), SVM
+regression trees (``boost``; OneVsRest with ``engine.options.gbt_multiclass: ovr``), SVM
 probabilities through the shared Platt scaling, class weights through a weight column.
 """
 
@@ -332,7 +332,7 @@ class SparkEngine(Engine):
         """Return (the SharedFeatures stage, the train rows' feature frame, persisted unless kernel-wide)."""
         from pyspark import StorageLevel
 
-        from pipelines.engines.spark_models import SharedFeatures, feature_state
+        from pipelines.engines.spark.features import SharedFeatures, feature_state
 
         features = SharedFeatures(state=feature_state(ctx, data.plan.label))
         rows = data.rows("train")
@@ -354,7 +354,7 @@ class SparkEngine(Engine):
         return features, train
 
     def _estimator(self, ctx: FitContext) -> Any:
-        from pipelines.engines.spark_models import build_estimator
+        from pipelines.engines.spark.features import build_estimator
 
         counts = np.asarray(ctx.task.class_counts, dtype=np.float64)
         weights = ctx.class_weights if ctx.class_weights is not None else np.ones(len(counts))
@@ -386,10 +386,10 @@ class SparkEngine(Engine):
     ) -> tuple[EngineModel, FitContext, list[Any]] | None:
         """Fit the shared trials with ``Estimator.fitMultiple`` on ``tuning.parallelism`` threads.
 
-        See ``pipelines.engines.spark_tune``: TrainValidationSplit's parallel fitting over param
+        See ``pipelines.engines.spark.tune``: TrainValidationSplit's parallel fitting over param
         maps, scored on the fixed valid split with the shared metrics.
         """
-        from pipelines.engines.spark_tune import tune_on_spark
+        from pipelines.engines.spark.tune import tune_on_spark
 
         return tune_on_spark(self, data, ctx, tuning, score, on_trial)
 
@@ -398,7 +398,7 @@ class SparkEngine(Engine):
         from pyspark.ml.functions import vector_to_array
         from pyspark.sql import functions as F
 
-        from pipelines.engines.spark_models import LABEL_COL, output_column, to_outputs
+        from pipelines.engines.spark.features import LABEL_COL, output_column, to_outputs
 
         assert isinstance(model, SparkModel)
         scored = model.pipeline.transform(data.rows(split))

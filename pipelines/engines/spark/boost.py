@@ -43,7 +43,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
 
-from pipelines.engines.spark_models import list_array
+from pipelines.engines.spark.features import list_array
 
 HESSIAN_FLOOR = 1e-6
 _X = "__boost_x"  # features as array<double>, for the Arrow-batch tree evaluation

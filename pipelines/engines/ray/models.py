@@ -213,7 +213,7 @@ class NumpyModel(EngineModel):
 def load_ray_model(directory: Path, model_name: str, n_classes: int) -> EngineModel:
     """Return the model ``save`` wrote into ``directory``."""
     if model_name == "decision_tree":
-        from pipelines.engines.cart import CartModel
+        from pipelines.models.cart import CartModel
 
         return CartModel.load(directory)
     try:

@@ -1,0 +1,1 @@
+"""The dask engine: see ``engine.py``; helpers live beside it."""

@@ -1,0 +1,1 @@
+"""The local engine: see ``engine.py``; helpers live beside it."""

@@ -1,0 +1,1 @@
+"""The ray engine: see ``engine.py``; helpers live beside it."""

@@ -1,0 +1,1 @@
+"""The spark engine: see ``engine.py``; helpers live beside it."""
