@@ -1,22 +1,25 @@
-"""Models clients train: numpy networks (logistic regression, linear SVM, MLP) and xgboost boosters.
+"""Models clients train: the model layer's networks (logistic regression, linear SVM, MLP) and xgboost boosters.
 
 A network's parameters are a list of arrays (weights and biases per layer) that Flower
-strategies average. Logistic regression is a network with no hidden layer and the logistic
-loss; the linear SVM is the same with the squared hinge loss (as LinearSVC); the MLP adds
-ReLU hidden layers. The local objective is the weighted mean loss of the client's rows plus
-``l2 / 2 * |W|^2`` and, for FedProx, ``mu / 2 * |W - W_global|^2``. The regularisation
-``l2 = 1 / (C * N)`` makes the federated objective the one scikit-learn minimises.
-The final global model is exported as the scikit-learn estimator the local engine saves,
-so ``scaleclf predict`` / ``evaluate`` reload federated runs like any other.
+strategies average; its maths (forward pass, losses, gradients, per-row clipping, Adam) are
+``pipelines.models.network``'s, the same the Dask and Ray engines use. The local objective is the
+weighted mean loss of the client's rows plus ``l2 / 2 * |W|^2`` and, for FedProx,
+``mu / 2 * |W - W_global|^2``. The regularisation ``l2 = 1 / (C * N)`` makes the federated
+objective the one scikit-learn minimises. The final global model is exported as the scikit-learn
+estimator the local engine saves, so ``scaleclf predict`` / ``evaluate`` reload federated runs
+like any other.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from pipelines.models import network
+from pipelines.models.fitted import BoosterModel
+from pipelines.models.native import Problem, sklearn_estimator, xgboost_params
 
 NETWORK_MODELS = ("logistic_regression", "linear_svm", "mlp")
 FEDERATED_MODELS = (*NETWORK_MODELS, "xgboost")
@@ -29,27 +32,18 @@ class NetSpec:
     n_features: int
     hidden: tuple[int, ...]
     n_classes: int
-    loss: str  # "logistic" or "squared_hinge"
+    loss: str  # network.LOGISTIC or network.SQUARED_HINGE
     l2: float
 
     @property
     def n_outputs(self) -> int:
         """Return 1 for a binary model (the positive class's score), else one output per class."""
-        return 1 if self.n_classes == 2 else self.n_classes
+        return network.n_outputs(self.n_classes)
 
     def init(self, seed: int) -> list[np.ndarray]:
-        """Return initial parameters: zeros for linear models, Glorot-uniform weights for the MLP."""
-        sizes = [self.n_features, *self.hidden, self.n_outputs]
-        rng = np.random.default_rng(seed)
-        params = []
-        for fan_in, fan_out in itertools.pairwise(sizes):
-            if self.hidden:
-                bound = np.sqrt(6.0 / (fan_in + fan_out))
-                params.append(rng.uniform(-bound, bound, (fan_in, fan_out)))
-            else:
-                params.append(np.zeros((fan_in, fan_out)))
-            params.append(np.zeros(fan_out))
-        return params
+        """Return initial parameters: zeros for linear models, scikit-learn's Glorot init for the MLP."""
+        sizes = network.layer_sizes(self.n_features, self.hidden, self.n_classes)
+        return network.init_params(sizes, np.random.RandomState(seed) if self.hidden else None)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the spec as JSON-ready data."""
@@ -69,130 +63,31 @@ class NetSpec:
 
 def net_spec(model: str, params: dict[str, Any], n_features: int, n_classes: int, n_train: int) -> NetSpec:
     """Return the network for a catalog model and the global number of train rows."""
+    loss = network.output_loss(model)
     if model == "mlp":
-        return NetSpec(
-            n_features, tuple(params["hidden_layer_sizes"]), n_classes, "logistic", params["alpha"] / n_train
-        )
-    loss = "squared_hinge" if model == "linear_svm" else "logistic"
+        return NetSpec(n_features, tuple(params["hidden_layer_sizes"]), n_classes, loss, params["alpha"] / n_train)
     return NetSpec(n_features, (), n_classes, loss, 1.0 / (params["C"] * n_train))
-
-
-def forward(spec: NetSpec, params: list[np.ndarray], x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Return the output scores (rows x outputs) and the activations of every layer."""
-    acts = [x]
-    h = x
-    n_layers = len(params) // 2
-    for i in range(n_layers):
-        h = h @ params[2 * i] + params[2 * i + 1]
-        if i < n_layers - 1:
-            h = np.maximum(h, 0.0)
-        acts.append(h)
-    return h, acts
 
 
 def outputs(spec: NetSpec, params: list[np.ndarray], x: np.ndarray) -> np.ndarray:
     """Return class probabilities (logistic loss) or decision scores (hinge loss) for ``x``."""
-    scores, _ = forward(spec, params, x)
-    if spec.loss == "squared_hinge":
-        return scores[:, 0] if spec.n_outputs == 1 else scores
-    if spec.n_outputs == 1:
-        p = _sigmoid(scores[:, 0])
-        return np.column_stack([1.0 - p, p])
-    return _softmax(scores)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
+    return network.outputs(params, x, spec.loss, spec.n_classes)
 
 
 def loss_and_grad(
     spec: NetSpec, params: list[np.ndarray], x: np.ndarray, y: np.ndarray, w: np.ndarray
 ) -> tuple[float, list[np.ndarray]]:
     """Return the weighted mean data loss of a batch and its gradient (no regularisation)."""
-    scores, acts = forward(spec, params, x)
-    n = len(y)
-    if spec.loss == "logistic" and spec.n_outputs == 1:
-        p = _sigmoid(scores[:, 0])
-        t = (y == 1).astype(np.float64)
-        eps = 1e-12
-        loss = -np.sum(w * (t * np.log(p + eps) + (1 - t) * np.log(1 - p + eps))) / n
-        delta = ((p - t) * w / n)[:, None]
-    elif spec.loss == "logistic":
-        p = _softmax(scores)
-        loss = -np.sum(w * np.log(p[np.arange(n), y] + 1e-12)) / n
-        p[np.arange(n), y] -= 1.0
-        delta = p * (w / n)[:, None]
-    else:
-        t = -np.ones_like(scores)
-        if spec.n_outputs == 1:
-            t[:, 0] = np.where(y == 1, 1.0, -1.0)
-        else:
-            t[np.arange(n), y] = 1.0
-        margin = np.maximum(0.0, 1.0 - t * scores)
-        loss = np.sum(w[:, None] * margin**2) / n
-        delta = -2.0 * t * margin * (w / n)[:, None]
-    grads: list[np.ndarray] = [np.empty(0)] * len(params)
-    for i in range(len(params) // 2 - 1, -1, -1):
-        grads[2 * i] = acts[i].T @ delta
-        grads[2 * i + 1] = delta.sum(axis=0)
-        if i:
-            delta = (delta @ params[2 * i].T) * (acts[i] > 0)
-    return float(loss), grads
+    n = max(len(y), 1)
+    total, grads = network.loss_and_grad(params, x, y, w, spec.loss, spec.n_classes)
+    return total / n, [g / n for g in grads]
 
 
 def clipped_grad_sum(
     spec: NetSpec, params: list[np.ndarray], x: np.ndarray, y: np.ndarray, w: np.ndarray, bound: float
 ) -> tuple[float, list[np.ndarray]]:
-    """Return the summed data loss of a batch and the sum of its rows' gradients, each clipped to ``bound``.
-
-    A row's gradient is linear in its output delta, and a layer's weight gradient for one row is
-    the outer product ``a delta^T`` whose norm is ``|a| |delta|``; so the per-row norms come from
-    one backward pass without materialising per-row gradients, and scaling each row's output
-    delta by its clip factor scales all of its layer gradients.
-    """
-    n = len(y)
-    if n == 0:
-        return 0.0, [np.zeros_like(p) for p in params]
-    loss, _ = loss_and_grad(spec, params, x, y, w)
-    scores, acts = forward(spec, params, x)
-    delta = _output_delta(spec, scores, y, w)
-    deltas: list[np.ndarray] = [np.empty(0)] * (len(params) // 2)
-    sq_norm = np.zeros(n)
-    for i in range(len(params) // 2 - 1, -1, -1):
-        deltas[i] = delta
-        sq_norm += (np.sum(acts[i] ** 2, axis=1) + 1.0) * np.sum(delta**2, axis=1)
-        if i:
-            delta = (delta @ params[2 * i].T) * (acts[i] > 0)
-    factor = np.minimum(1.0, bound / np.maximum(np.sqrt(sq_norm), 1e-12))
-    grads: list[np.ndarray] = [np.empty(0)] * len(params)
-    for i, d in enumerate(deltas):
-        scaled = d * factor[:, None]
-        grads[2 * i] = acts[i].T @ scaled
-        grads[2 * i + 1] = scaled.sum(axis=0)
-    return loss * n, grads
-
-
-def _output_delta(spec: NetSpec, scores: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Return each row's gradient of its weighted loss with respect to the output scores."""
-    n = len(y)
-    if spec.loss == "logistic" and spec.n_outputs == 1:
-        p = _sigmoid(scores[:, 0])
-        return ((p - (y == 1)) * w)[:, None]
-    if spec.loss == "logistic":
-        p = _softmax(scores)
-        p[np.arange(n), y] -= 1.0
-        return p * w[:, None]
-    t = -np.ones_like(scores)
-    if spec.n_outputs == 1:
-        t[:, 0] = np.where(y == 1, 1.0, -1.0)
-    else:
-        t[np.arange(n), y] = 1.0
-    return -2.0 * t * np.maximum(0.0, 1.0 - t * scores) * w[:, None]
+    """Return the summed data loss of a batch and the sum of its rows' gradients, each clipped to ``bound``."""
+    return network.clipped_grad_sum(params, x, y, w, spec.loss, spec.n_classes, bound)
 
 
 def train_local(
@@ -218,10 +113,8 @@ def train_local(
     the noise and the sampling use operating-system entropy, not ``seed``.
     """
     params = [p.astype(np.float64, copy=True) for p in start]
-    m = [np.zeros_like(p) for p in params]
-    v = [np.zeros_like(p) for p in params]
+    adam = network.Adam.start(params, lr)
     rng = np.random.default_rng(seed) if dpsgd is None else np.random.default_rng()
-    b1, b2, eps, step = 0.9, 0.999, 1e-8, 0
     epoch_loss = 0.0
     n = len(y)
     rate = min(1.0, batch_size / max(n, 1))
@@ -240,24 +133,19 @@ def train_local(
                 total += loss_sum
                 expected = rate * n
                 grads = [(g + rng.normal(0.0, z * bound, size=g.shape)) / expected for g in sums]
-            step += 1
-            for j, (p, g) in enumerate(zip(params, grads, strict=True)):
-                if j % 2 == 0:  # weights, not biases, are regularised (as scikit-learn)
-                    g = g + spec.l2 * p
-                if mu:
-                    g = g + mu * (p - start[j])
-                m[j] = b1 * m[j] + (1 - b1) * g
-                v[j] = b2 * v[j] + (1 - b2) * g * g
-                p -= lr * (m[j] / (1 - b1**step)) / (np.sqrt(v[j] / (1 - b2**step)) + eps)
+            # Weights, not biases, are regularised (as scikit-learn); FedProx pulls towards ``start``.
+            grads = [
+                g + (spec.l2 * p if j % 2 == 0 else 0.0) + (mu * (p - start[j]) if mu else 0.0)
+                for j, (p, g) in enumerate(zip(params, grads, strict=True))
+            ]
+            params = adam.step(params, grads)
         epoch_loss = total / max(n, 1)
     return params, epoch_loss
 
 
 def to_estimator(model: str, spec: NetSpec, params: list[np.ndarray], seed: int, model_params: dict[str, Any]) -> Any:
     """Return the fitted scikit-learn estimator (as the local engine builds) holding ``params``."""
-    from pipelines.engines.local.engine import build_estimator
-
-    est = build_estimator(model, model_params, seed, 1)
+    est = sklearn_estimator(model, model_params, seed, 1)
     classes = np.arange(spec.n_classes)
     if model == "mlp":
         est.coefs_ = [np.asarray(p) for p in params[0::2]]
@@ -281,44 +169,15 @@ def to_estimator(model: str, spec: NetSpec, params: list[np.ndarray], seed: int,
 
 
 def xgb_params(model_params: dict[str, Any], n_classes: int, seed: int) -> dict[str, Any]:
-    """Return xgboost.train parameters matching the local engine's XGBClassifier."""
-    p = model_params
-    out: dict[str, Any] = {
-        "eta": p["learning_rate"],
-        "max_depth": p["max_depth"],
-        "subsample": p["subsample"],
-        "colsample_bytree": p["colsample_bytree"],
-        "lambda": p["reg_lambda"],
-        "min_child_weight": p["min_child_weight"],
-        "max_bin": p["max_bin"],
-        "tree_method": "hist",
-        # A fixed intercept: xgboost would estimate it from each client's labels, and a client
-        # holding one class (label skew) would give the whole ensemble an infinite margin.
-        "base_score": 0.5,
-        "nthread": 1,
-        "seed": seed,
-    }
-    if n_classes == 2:
-        out.update(objective="binary:logistic", eval_metric="logloss")
-    else:
-        out.update(objective="multi:softprob", num_class=n_classes, eval_metric="mlogloss")
-    return out
+    """Return xgboost.train parameters: the model layer's xgboost form, one thread, a fixed intercept."""
+    problem = Problem(0, n_classes, (1.0,) * n_classes, float(n_classes), seed)
+    params, _ = xgboost_params("xgboost", model_params, problem)
+    # A fixed intercept: xgboost would estimate it from each client's labels, and a client
+    # holding one class (label skew) would give the whole ensemble an infinite margin.
+    params.update(base_score=0.5, nthread=1, eval_metric="logloss" if n_classes == 2 else "mlogloss")
+    return params
 
 
 def xgb_outputs(model_bytes: bytes, x: np.ndarray, n_classes: int) -> np.ndarray:
     """Return class probabilities of the booster serialised in ``model_bytes``."""
-    import xgboost
-
-    bst = xgboost.Booster(params={"nthread": 1})
-    bst.load_model(bytearray(model_bytes))
-    p = bst.predict(xgboost.DMatrix(x))
-    return np.column_stack([1.0 - p, p]) if n_classes == 2 else np.asarray(p)
-
-
-def xgb_estimator(model_bytes: bytes) -> Any:
-    """Return the XGBClassifier holding the booster serialised in ``model_bytes``."""
-    import xgboost
-
-    est = xgboost.XGBClassifier()
-    est.load_model(bytearray(model_bytes))
-    return est
+    return BoosterModel(bytes(model_bytes), n_classes).predict(np.asarray(x, dtype=np.float32))

@@ -13,10 +13,8 @@ import pyarrow as pa
 from pipelines.artifacts import write_json
 from pipelines.data.split import TEST, VALID
 from pipelines.engines.local.engine import LocalData, LocalEngine
-from pipelines.evaluation.metrics import compute_metrics
-from pipelines.models.postprocess import fit_postprocess
 from pipelines.progress import Progress
-from pipelines.run import Predictions, _class_counts, _round, _rows, _save_model, write_predictions
+from pipelines.run import Predictions, class_counts, evaluate_splits, save_model, split_rows, write_predictions
 
 if TYPE_CHECKING:
     from federated.server_app import History
@@ -24,29 +22,9 @@ if TYPE_CHECKING:
 
 
 def _evaluate(job: FederatedJob, valid: Predictions, test: Predictions) -> tuple[Any, np.ndarray, dict[str, Any]]:
-    """Return (postprocess, test probabilities, {test, valid} metrics) with the shared evaluation."""
-    spec, ctx = job.spec, job.ctx
-    post = fit_postprocess(
-        valid.y,
-        valid.values,
-        ctx.output,
-        ctx.task.n_classes,
-        calibration=spec.model.calibration,
-        threshold=spec.evaluation.threshold,
-        class_weights=ctx.class_weights,
-    )
-    p_valid = post.probabilities(valid.values, ctx.output)
-    p_test = post.probabilities(test.values, ctx.output)
-    bins = spec.evaluation.ece_bins
-    t = post.decision_threshold
-    return (
-        post,
-        p_test,
-        {
-            "test": _round(compute_metrics(test.y, p_test, threshold=t, ece_bins=bins)),
-            "valid": _round(compute_metrics(valid.y, p_valid, threshold=t, ece_bins=bins)),
-        },
-    )
+    """Return (postprocess, test probabilities, {test, valid} metrics): the pipeline's own evaluation."""
+    result = evaluate_splits(job.spec, job.ctx, valid, test)
+    return result.post, result.p_test, result.metrics
 
 
 def centralized_baseline(job: FederatedJob) -> dict[str, Any]:
@@ -101,8 +79,8 @@ def write_outputs(job: FederatedJob, arrays: Any, history: History, tmp: Path, p
             "task": ctx.task.kind,
             "dataset": spec.data.source,
             "classes": [str(c) for c in ctx.task.classes],
-            "rows": _rows(job.federation.profile),
-            "class_counts": _class_counts(job.federation.profile),
+            "rows": split_rows(job.federation.profile),
+            "class_counts": class_counts(job.federation.profile),
             **split_metrics,
             "threshold": post.threshold.to_dict() if post.threshold else None,
             "calibration": spec.model.calibration,
@@ -115,7 +93,7 @@ def write_outputs(job: FederatedJob, arrays: Any, history: History, tmp: Path, p
     with progress.stage("write_s", "wrote the model, predictions, history and partitions"):
         (tmp / "spec.yaml").write_text(spec.to_yaml())
         # The global model is saved in the local engine's format so predict/evaluate reload it.
-        _save_model(tmp / "model", model, ctx, post, job.plan, spec, "local")
+        save_model(tmp / "model", model, ctx, post, job.plan, spec, "local")
         write_predictions(tmp / "predictions.parquet", test, p_test, ctx.task, post.decision_threshold)
         write_json(tmp / "history.json", {"strategy": fed.strategy, "clients": fed.clients, "rounds": rounds})
         stats = write_statistics(tmp / "partitions.json", job.federation, fed)

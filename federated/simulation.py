@@ -22,17 +22,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from federated.models import FEDERATED_MODELS, NetSpec, net_spec, outputs, to_estimator, xgb_estimator, xgb_outputs
+from federated.models import FEDERATED_MODELS, NetSpec, net_spec, outputs, to_estimator, xgb_outputs
 from federated.partition import Federation, federate_data, write_client_files
 from federated.privacy import PrivacyPlan, check_privacy, plan_privacy
 from pipelines.artifacts import RunDirectory, run_name
 from pipelines.data.schema import DataPlan, make_plan
 from pipelines.data.split import KEY_COLUMN, TRAIN, VALID
-from pipelines.engines.base import FitContext
-from pipelines.engines.local.engine import LocalEngine, LocalModel
+from pipelines.engines.base import EngineModel, FitContext
+from pipelines.engines.local.engine import LocalEngine
 from pipelines.errors import ConfigError
 from pipelines.evaluation.metrics import compute_metrics
 from pipelines.models.catalog import ModelInfo, get_model
+from pipelines.models.fitted import BoosterModel, SklearnModel
+from pipelines.models.links import margins_to_proba
 from pipelines.progress import Progress
 from pipelines.run import Predictions, class_weights
 from pipelines.spec import FederatedSpec, JobSpec, load_spec
@@ -82,7 +84,7 @@ class FederatedJob:
         """Return the shared metrics of the global model on the global test split (scores: sigmoid)."""
         x, y = self.test_xy
         values = self.values(arrays, x)
-        proba = _scores_as_proba(values) if self.ctx.output == "scores" else values
+        proba = margins_to_proba(values, self.ctx.task.n_classes) if self.ctx.output == "scores" else values
         metrics = compute_metrics(y, proba, ece_bins=self.spec.evaluation.ece_bins)
         keep = CURVE_METRICS if self.ctx.output == "proba" else ("auc", "pr_auc", "accuracy")
         return {k: float(metrics[k]) for k in keep if metrics.get(k) is not None}  # type: ignore[arg-type]
@@ -94,14 +96,6 @@ class FederatedJob:
             test = self.federation.test
             self._test_xy = (self.ctx.preprocessor.transform(test), self.ctx.task.encode(test.column(self.plan.label)))
         return self._test_xy
-
-
-def _scores_as_proba(values: np.ndarray) -> np.ndarray:
-    if values.ndim == 1:
-        p = 1.0 / (1.0 + np.exp(-values))
-        return np.column_stack([1.0 - p, p])
-    e = np.exp(values - values.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def prepare_job(spec: JobSpec, progress: Progress, workdir: Path) -> FederatedJob:
@@ -196,7 +190,7 @@ def federate(spec: JobSpec, progress: Progress | None = None) -> Path:
 
     from federated.client_app import app as client_app
     from federated.server_app import run_rounds
-    from pipelines.engines.ray.engine import loopback_only
+    from pipelines.engines.ray.internals import loopback_only
 
     progress = progress or Progress(quiet=True)
 
@@ -255,22 +249,21 @@ def execute(spec: JobSpec, progress: Progress, rounds: RunRounds) -> Path:
     return parent / name
 
 
-def final_model(job: FederatedJob, arrays: Any) -> LocalModel:
-    """Return the global model as the local engine's model (scikit-learn estimator or XGBClassifier)."""
+def final_model(job: FederatedJob, arrays: Any) -> EngineModel:
+    """Return the global model as the local engine's model (scikit-learn estimator or xgboost booster)."""
     if job.net is None:
-        return LocalModel(xgb_estimator(arrays["0"].numpy().tobytes()), "xgboost")
+        return BoosterModel(bytes(arrays["0"].numpy().tobytes()), job.ctx.task.n_classes)
     est = to_estimator(job.info.name, job.net, arrays.to_numpy_ndarrays(), job.spec.seed, job.ctx.params)
-    return LocalModel(est, job.info.name)
+    return SklearnModel(est, job.ctx.output)
 
 
-def split_predictions(job: FederatedJob, model: LocalModel, split: int) -> Predictions:
+def split_predictions(job: FederatedJob, model: EngineModel, split: int) -> Predictions:
     """Return the global model's outputs on the clients' rows of ``split`` (VALID) or the test rows."""
     if split in (TRAIN, VALID):
         table = pa.concat_tables([c.rows(split) for c in job.federation.clients])
     else:
         table = job.federation.test
-    x = job.ctx.preprocessor.transform(table)
-    values = model.outputs(x, job.ctx.output) if len(x) else np.empty((0, job.ctx.task.n_classes))
+    values = model.predict(job.ctx.features(table))
     keys = np.asarray(table.column(KEY_COLUMN).to_numpy())
     return Predictions(keys, job.ctx.task.encode(table.column(job.plan.label)), values)
 

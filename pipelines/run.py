@@ -21,7 +21,7 @@ from pipelines.artifacts import (
     write_json,
     write_manifest,
 )
-from pipelines.data.schema import DataPlan, DataProfile, Task, check_columns, infer_task, make_plan
+from pipelines.data.schema import DataPlan, DataProfile, Task, check_columns, infer_task, make_plan, schema_text
 from pipelines.data.split import SPLIT_NAMES
 from pipelines.engines import create_engine
 from pipelines.engines.base import Engine, EngineModel, FitContext
@@ -33,6 +33,8 @@ from pipelines.models.postprocess import Postprocess, fit_platt_only, fit_postpr
 from pipelines.models.preprocess import Preprocessor, fit_preprocessor
 from pipelines.progress import Progress
 from pipelines.spec import JobSpec
+
+MODEL_FORMAT = 2  # model/manifest.json's format_version: 2 records native_kind and the Arrow schema
 
 
 @dataclass
@@ -113,12 +115,50 @@ def fit_feature_map(
     return None
 
 
-def _predict(engine: Engine, model: EngineModel, data: Any, ctx: FitContext, split: str) -> Predictions:
+def predict_split(engine: Engine, model: EngineModel, data: Any, ctx: FitContext, split: str) -> Predictions:
+    """Return the engine's raw predictions for the rows of one split."""
     return Predictions.collect(engine.predict(model, data, ctx, split))
 
 
-def _round(metrics: dict[str, Any]) -> dict[str, Any]:
+def round_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Return metrics with NumPy scalars as plain floats (JSON-ready)."""
     return {k: (float(v) if isinstance(v, np.floating) else v) for k, v in metrics.items()}
+
+
+@dataclass
+class Evaluation:
+    """The shared post-processing fitted on valid, the final probabilities and the metrics of both splits."""
+
+    post: Postprocess
+    p_valid: np.ndarray
+    p_test: np.ndarray
+    metrics: dict[str, dict[str, Any]]  # {"test": ..., "valid": ...}
+
+
+def evaluate_splits(spec: JobSpec, ctx: FitContext, valid: Predictions, test: Predictions) -> Evaluation:
+    """Return the evaluation every engine (and a federation) gets: Platt/calibration/threshold fitted on
+    valid, then the shared metrics of the test and valid splits."""
+    post = fit_postprocess(
+        valid.y,
+        valid.values,
+        ctx.output,
+        ctx.task.n_classes,
+        calibration=spec.model.calibration,
+        threshold=spec.evaluation.threshold,
+        class_weights=ctx.class_weights,
+    )
+    p_valid = post.probabilities(valid.values, ctx.output)
+    p_test = post.probabilities(test.values, ctx.output)
+    threshold, bins = post.decision_threshold, spec.evaluation.ece_bins
+    return Evaluation(
+        post,
+        p_valid,
+        p_test,
+        {
+            "test": round_metrics(compute_metrics(test.y, p_test, threshold=threshold, ece_bins=bins)),
+            "valid": round_metrics(compute_metrics(valid.y, p_valid, threshold=threshold, ece_bins=bins)),
+        },
+    )
 
 
 def train(spec: JobSpec, progress: Progress | None = None) -> Path:
@@ -150,34 +190,21 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
             else:
                 model = engine.fit(prepared.data, ctx)
         with progress.stage("predict_s", "predicted the valid and test splits"):
-            valid = _predict(engine, model, prepared.data, ctx, "valid")
-            test = _predict(engine, model, prepared.data, ctx, "test")
+            valid = predict_split(engine, model, prepared.data, ctx, "valid")
+            test = predict_split(engine, model, prepared.data, ctx, "test")
         engine_facts = engine.describe()
         with progress.stage("evaluate_s", "evaluated"):
-            post = fit_postprocess(
-                valid.y,
-                valid.values,
-                ctx.output,
-                ctx.task.n_classes,
-                calibration=spec.model.calibration,
-                threshold=spec.evaluation.threshold,
-                class_weights=ctx.class_weights,
-            )
-            p_valid = post.probabilities(valid.values, ctx.output)
-            p_test = post.probabilities(test.values, ctx.output)
-            threshold = post.decision_threshold
+            result = evaluate_splits(spec, ctx, valid, test)
+            post, p_test, threshold = result.post, result.p_test, result.post.decision_threshold
             metrics: dict[str, Any] = {
                 "engine": engine.name,
                 "model": info.name,
                 "task": ctx.task.kind,
                 "dataset": spec.data.source,
                 "classes": [str(c) for c in ctx.task.classes],
-                "rows": _rows(prepared.profile),
-                "class_counts": _class_counts(prepared.profile),
-                "test": _round(compute_metrics(test.y, p_test, threshold=threshold, ece_bins=spec.evaluation.ece_bins)),
-                "valid": _round(
-                    compute_metrics(valid.y, p_valid, threshold=threshold, ece_bins=spec.evaluation.ece_bins)
-                ),
+                "rows": split_rows(prepared.profile),
+                "class_counts": class_counts(prepared.profile),
+                **result.metrics,
                 "threshold": post.threshold.to_dict() if post.threshold else None,
                 "calibration": spec.model.calibration,
                 "params": ctx.params,
@@ -187,14 +214,14 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
             }
         with progress.stage("write_s", "wrote the model and predictions"):
             (tmp / "spec.yaml").write_text(spec.to_yaml())
-            _save_model(tmp / "model", model, ctx, post, prepared.plan, spec, engine.name)
+            save_model(tmp / "model", model, ctx, post, prepared.plan, spec, engine.name)
             write_predictions(tmp / "predictions.parquet", test, p_test, ctx.task, threshold)
             if trials:
                 write_json(tmp / "tuning.json", {"metric": spec.tuning.metric, "trials": [t.to_dict() for t in trials]})
         if spec.output.report:
             metrics["timing"] = _timing(progress, started)
             with progress.stage("report_s", "wrote the report"):
-                _write_report(tmp, spec, metrics, test.y, p_test, ctx.task, trials)
+                write_run_report(tmp, spec, metrics, test.y, p_test, ctx.task, trials)
         metrics["timing"] = _timing(progress, started)
         write_json(tmp / "metrics.json", metrics)
     run_dir = parent / name
@@ -214,11 +241,11 @@ def _tune(spec: JobSpec, engine: Engine, prepared: Prepared, ctx: FitContext, pr
     from pipelines.tuning import run_tuning
 
     def score(model: EngineModel, trial_ctx: FitContext) -> dict[str, Any]:
-        valid = _predict(engine, model, prepared.data, trial_ctx, "valid")
+        valid = predict_split(engine, model, prepared.data, trial_ctx, "valid")
         post = fit_platt_only(
             valid.y, valid.values, trial_ctx.output, trial_ctx.task.n_classes, trial_ctx.class_weights
         )
-        return _round(compute_metrics(valid.y, post.probabilities(valid.values, trial_ctx.output)))
+        return round_metrics(compute_metrics(valid.y, post.probabilities(valid.values, trial_ctx.output)))
 
     def report(trial: Any) -> None:
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
@@ -228,22 +255,25 @@ def _tune(spec: JobSpec, engine: Engine, prepared: Prepared, ctx: FitContext, pr
     return run_tuning(engine, prepared.data, ctx, spec.tuning, score, on_trial=report)
 
 
-def _rows(profile: DataProfile) -> dict[str, int]:
+def split_rows(profile: DataProfile) -> dict[str, int]:
+    """Return the rows of every split and their total."""
     rows = {name: int(profile.rows.get(name, 0)) for name in SPLIT_NAMES}
     rows["total"] = sum(rows.values())
     return rows
 
 
-def _class_counts(profile: DataProfile) -> dict[str, dict[str, int]]:
+def class_counts(profile: DataProfile) -> dict[str, dict[str, int]]:
+    """Return the rows per label value of every split."""
     return {
         split: {str(k): int(v) for k, v in sorted(c.items(), key=lambda kv: str(kv[0]))}
         for split, c in profile.labels.items()
     }
 
 
-def _save_model(
+def save_model(
     directory: Path, model: EngineModel, ctx: FitContext, post: Postprocess, plan: DataPlan, spec: JobSpec, engine: str
 ) -> None:
+    """Write ``model/``: the native model, preprocessing, post-processing, kernel map and the manifest."""
     directory.mkdir()
     native = model.save(directory)
     write_json(directory / "preprocess.json", ctx.preprocessor.to_dict())
@@ -253,10 +283,11 @@ def _save_model(
     write_manifest(
         directory,
         {
-            "format_version": 1,
+            "format_version": MODEL_FORMAT,
             "engine": engine,
             "model": ctx.model.name,
             "native_format": model.format,
+            "native_kind": model.kind,
             "native_files": [p.relative_to(directory).as_posix() for p in native],
             "params": ctx.params,
             "output": ctx.output,
@@ -269,6 +300,7 @@ def _save_model(
                 "label": plan.label,
                 "key_columns": list(plan.key_columns),
                 "feature_names": ctx.preprocessor.feature_names(),
+                "arrow": schema_text(plan.read_schema),
             },
             "data": {
                 "source": spec.data.source,
@@ -298,9 +330,10 @@ def write_predictions(path: Path, preds: Predictions, proba: np.ndarray, task: T
     return path
 
 
-def _write_report(
+def write_run_report(
     tmp: Path, spec: JobSpec, metrics: dict[str, Any], y: np.ndarray, proba: np.ndarray, task: Task, trials: list[Any]
 ) -> None:
+    """Write report.html and plots/ for a trained run (tuning trials as an extra section)."""
     from pipelines.evaluation.report import ReportSection, write_report
 
     sections = []

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from pipelines.artifacts import read_verified_manifest
-from pipelines.data.schema import DataPlan, DataProfile, Task
+from pipelines.data.schema import DataPlan, DataProfile, Task, check_same_family, schema_from_text
 from pipelines.data.sources import read_schema, resolve_source
 from pipelines.data.split import TEST
 from pipelines.engines import create_engine
@@ -21,7 +22,7 @@ from pipelines.models.kernels import FeatureMap
 from pipelines.models.postprocess import Postprocess
 from pipelines.models.preprocess import Preprocessor
 from pipelines.progress import Progress
-from pipelines.run import Predictions
+from pipelines.run import MODEL_FORMAT, Predictions
 from pipelines.spec import JobSpec, build_spec, load_yaml
 
 
@@ -42,6 +43,11 @@ def load_run(run_dir: Path) -> LoadedRun:
         raise ArtifactError(f"{run_dir} is not a scaleclf run directory (no spec.yaml)")
     model_dir = run_dir / "model"
     manifest = read_verified_manifest(model_dir)
+    if manifest.get("format_version") != MODEL_FORMAT:
+        raise ArtifactError(
+            f"{model_dir} was written in model format {manifest.get('format_version')!r}; this scaleclf reads"
+            f" format {MODEL_FORMAT}: train the run again"
+        )
     spec = build_spec(load_yaml((run_dir / "spec.yaml").read_text()))
     info = get_model(manifest["model"])
     prep = Preprocessor.from_dict(json.loads((model_dir / "preprocess.json").read_text()))
@@ -71,7 +77,9 @@ def scoring_plan(run: LoadedRun, source_text: str, split: str) -> tuple[DataPlan
         generator_seed=meta["generator_seed"],
         fmt=meta["format"],
     )
-    names = set(read_schema(source, "--data").names)
+    given = read_schema(source, "--data")
+    names = set(given.names)
+    trained = schema_from_text(schema["arrow"])
     for col in [*schema["numeric"], *schema["categorical"]]:
         if col not in names:
             raise DataError(f"--data: column {col!r}, a feature of this model, is missing from {source_text}")
@@ -83,6 +91,15 @@ def scoring_plan(run: LoadedRun, source_text: str, split: str) -> tuple[DataPlan
     key_columns = (
         schema["key_columns"] if set(schema["key_columns"]) <= names else schema["numeric"] + schema["categorical"]
     )
+    columns = list(
+        dict.fromkeys(
+            [*schema["numeric"], *schema["categorical"], *([schema["label"]] if has_label else []), *key_columns]
+        )
+    )
+    for col in columns:
+        if col in trained.names:
+            check_same_family(trained.field(col).type, given.field(col).type, col, "--data")
+    read_as = pa.schema([trained.field(c) if c in trained.names else given.field(c) for c in columns])
     split_meta = meta["split"]
     return DataPlan(
         source=source,
@@ -96,6 +113,7 @@ def scoring_plan(run: LoadedRun, source_text: str, split: str) -> tuple[DataPlan
         test=split_meta["test"],
         fixed_split=TEST if split == "all" else None,
         has_label=has_label,
+        schema=read_as,
     ), ("test" if split == "all" else split)
 
 
@@ -120,7 +138,7 @@ def score(
             data = engine.load(plan)
             profile = engine.profile(data, plan)
             check_scoring_data(profile, run.ctx.task, plan)
-            model = engine.load_model(run_dir / "model", run.ctx)
+            model = engine.load_model(run_dir / "model", run.ctx, run.manifest["native_kind"])
         with progress.stage("predict_s", f"scored the {read_split} rows"):
             preds = Predictions.collect(engine.predict(model, data, run.ctx, read_split))
     if len(preds.y) == 0:

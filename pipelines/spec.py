@@ -10,6 +10,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipelines.engines import ENGINE_NAMES
 from pipelines.errors import ConfigError
 
 
@@ -67,6 +68,9 @@ class DataSpec(_Section):
     categorical: list[str] = Field(default_factory=list, description="columns forced categorical")
     drop: list[str] = Field(default_factory=list, description="columns to ignore")
     max_categories: int = Field(50, ge=1, description="most frequent categories kept per column; rest -> other")
+    allow_missing_columns: bool = Field(
+        False, description="a column missing from some files of a multi-file source is read as missing values"
+    )
     split: SplitSpec = Field(default_factory=SplitSpec)
 
     @field_validator("source")
@@ -89,7 +93,7 @@ class ModelSpec(_Section):
 class EngineSpec(_Section):
     """Which engine runs the job and how to reach its cluster."""
 
-    name: Literal["local", "spark", "dask", "ray"] = "local"
+    name: str = Field("local", json_schema_extra={"enum": list(ENGINE_NAMES)}, description="engine to run on")
     address: str | None = Field(None, description="Spark master URL, Dask scheduler or Ray address")
     workers: int | None = Field(None, ge=1, description="workers / partitions / Spark cores")
     options: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings")
@@ -252,9 +256,11 @@ class JobSpec(_Section):
     @model_validator(mode="after")
     def _model_and_engine_fit(self) -> JobSpec:
         # Imported here: the catalog imports this module for its types.
+        from pipelines.engines import check_engine_options
         from pipelines.models.catalog import check_model_spec
 
         check_model_spec(self.model, self.engine.name, self.tuning)
+        check_engine_options(self.engine.name, self.engine.options)
         return self
 
     def to_yaml(self) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.data.sources import Source, open_dataset, read_schema, resolve_source
+from pipelines.data.sources import Source, file_schemas, open_dataset, resolve_source
 from pipelines.data.split import SPLIT_COLUMN, SPLIT_NAMES, TEST, attach_key_and_split
 from pipelines.errors import ConfigError, DataError
 
@@ -35,6 +35,8 @@ class DataPlan:
     positive_label: Any = None
     fixed_split: int | None = None  # put every row of ``source`` in this split (scoring)
     has_label: bool = True  # False when scoring data without the label column
+    schema: pa.Schema | None = None  # the type of every column read (the union of the source's files)
+    allow_missing_columns: bool = False  # a column missing from some files is read as missing values
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -46,6 +48,12 @@ class DataPlan:
         """Return every column an engine must read: features, label and key columns."""
         label = [self.label] if self.has_label else []
         return list(dict.fromkeys([*self.features, *label, *self.key_columns]))
+
+    @property
+    def read_schema(self) -> pa.Schema:
+        """Return the schema every engine reads the plan's columns as (``pipelines.data.reader``)."""
+        assert self.schema is not None, "a plan made by make_plan (or scoring) carries its schema"
+        return pa.schema([self.schema.field(c) for c in self.columns])
 
     def attach(self, batch: pa.Table | pa.RecordBatch, *, is_test_source: bool = False) -> Any:
         """Return ``batch`` with the row key and split columns this plan defines."""
@@ -77,7 +85,8 @@ def _is_text(kind: pa.DataType) -> bool:
 def make_plan(data: Any, seed: int) -> DataPlan:
     """Return the DataPlan for a ``DataSpec``: sources resolved, feature roles inferred."""
     source = resolve_source(data.source, rows=data.rows, generator_seed=data.generator_seed, fmt=data.format)
-    schema = read_schema(source)
+    files = file_schemas(source)
+    schema = unified_schema(files, data.source, "data.source")
     names = list(schema.names)
     null_typed = [f.name for f in schema if pa.types.is_null(f.type)]
     if null_typed:
@@ -115,17 +124,24 @@ def make_plan(data: Any, seed: int) -> DataPlan:
         raise DataError(
             f"data.label: column {data.label!r} has type {label_type}; expected integers, booleans or strings"
         )
+    key_columns = (data.key,) if data.key else tuple([*features, data.label])
+    columns = list(dict.fromkeys([*numeric, *categorical, data.label, *key_columns]))
+    if not data.allow_missing_columns:
+        check_every_file_has(files, columns, "data.source")
     test_source = None
     valid, test = data.split.valid, data.split.test
     if data.test_source:
         test_source = resolve_source(data.test_source, field_name="data.test_source", fmt=data.format)
-        test_names = set(read_schema(test_source, "data.test_source").names)
+        test_files = file_schemas(test_source, "data.test_source")
+        test_schema = unified_schema(test_files, data.test_source, "data.test_source")
         for col in [*features, data.label]:
-            if col not in test_names:
+            if col not in test_schema.names:
                 raise DataError(f"data.test_source: column {col!r} is missing from {data.test_source}")
+            check_same_family(schema.field(col).type, test_schema.field(col).type, col, "data.test_source")
+        if not data.allow_missing_columns:
+            check_every_file_has(test_files, columns, "data.test_source")
         # The fixed test set replaces the test share: the source feeds train and valid only.
         valid, test = data.split.valid / (data.split.train + data.split.valid), 0.0
-    key_columns = (data.key,) if data.key else tuple([*features, data.label])
     return DataPlan(
         source=source,
         test_source=test_source,
@@ -138,7 +154,54 @@ def make_plan(data: Any, seed: int) -> DataPlan:
         test=test,
         max_categories=data.max_categories,
         positive_label=data.positive_label,
+        schema=pa.schema([schema.field(c) for c in columns]),
+        allow_missing_columns=data.allow_missing_columns,
     )
+
+
+def unified_schema(files: list[tuple[str, pa.Schema]], text: str, field: str) -> pa.Schema:
+    """Return the union of the files' schemas (integers widen to floats); a type clash is a DataError."""
+    try:
+        return pa.unify_schemas([s for _, s in files], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise DataError(
+            f"{field}: the files of {text} disagree on a column's type: {str(exc).splitlines()[0]}"
+        ) from None
+
+
+def check_every_file_has(files: list[tuple[str, pa.Schema]], columns: list[str], field: str) -> None:
+    """Raise a DataError naming the first file that lacks one of ``columns``."""
+    for path, schema in files:
+        for col in columns:
+            if col not in schema.names:
+                raise DataError(
+                    f"{field}: column {col!r} is missing from {path} (other files of the source have it;"
+                    " set data.allow_missing_columns: true to read it as missing values)"
+                )
+
+
+def type_family(kind: pa.DataType) -> str:
+    """Return a column type's family: "boolean", "numeric", "text" or the type itself."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if pa.types.is_boolean(kind):
+        return "boolean"
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return "numeric"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return "text"
+    return str(kind)
+
+
+def check_same_family(expected: pa.DataType, got: pa.DataType, column: str, field: str) -> None:
+    """Raise a DataError when ``got`` is not of ``expected``'s family (booleans are not numbers here)."""
+    if pa.types.is_null(got):
+        return
+    if type_family(expected) != type_family(got):
+        raise DataError(
+            f"{field}: column {column!r} is {type_family(got)} ({got}) but was {type_family(expected)}"
+            f" ({expected}) in the training data"
+        )
 
 
 @dataclass
@@ -409,3 +472,17 @@ def check_columns(profile: DataProfile, plan: DataPlan) -> list[str]:
     if len(dropped) == len(plan.features):
         raise DataError(f"every feature column is constant in the train split ({_list(dropped)})")
     return dropped
+
+
+def schema_text(schema: pa.Schema) -> str:
+    """Return an Arrow schema as text for a JSON file (base64 of its IPC form: no code, only types)."""
+    import base64
+
+    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
+
+
+def schema_from_text(text: str) -> pa.Schema:
+    """Return the schema ``schema_text`` wrote."""
+    import base64
+
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))

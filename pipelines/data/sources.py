@@ -27,6 +27,7 @@ class Source:
     paths: tuple[str, ...]
     format: str  # "parquet" or "csv"
     filesystem: Any = field(default=None, compare=False)  # pyarrow FileSystem; None = local
+    field: str = "data.source"  # the spec key (or option) that named it, for error messages
 
     @property
     def is_local(self) -> bool:
@@ -143,7 +144,7 @@ def _local_source(text: str, path: str, fmt: str, field_name: str) -> Source:
         if os.path.getsize(p) == 0:
             raise DataError(f"{field_name}: file {p} is empty")
     fmt = _detect_format(paths, fmt, field_name, text)
-    return Source(text=text, paths=tuple(paths), format=fmt)
+    return Source(text=text, paths=tuple(paths), format=fmt, field=field_name)
 
 
 def _remote_source(text: str, fmt: str, field_name: str) -> Source:
@@ -168,7 +169,7 @@ def _remote_source(text: str, fmt: str, field_name: str) -> Source:
         raise DataError(f"{field_name}: {text} holds no data files")
     fmt = _detect_format(paths, fmt if fmt != "auto" else "auto", field_name, text)
     scheme = text.split("://", 1)[0]
-    return Source(text=text, paths=tuple(f"{scheme}://{p}" for p in paths), format=fmt, filesystem=fs)
+    return Source(text=text, paths=tuple(f"{scheme}://{p}" for p in paths), format=fmt, filesystem=fs, field=field_name)
 
 
 def _fsspec_filesystem(text: str, cause: Exception, field_name: str) -> tuple[Any, str]:
@@ -182,23 +183,60 @@ def _fsspec_filesystem(text: str, cause: Exception, field_name: str) -> tuple[An
     return PyFileSystem(FSSpecHandler(fs)), root
 
 
+def csv_format(schema: pa.Schema | None = None) -> pads.CsvFileFormat:
+    """Return how CSV files are parsed: empty unquoted fields are missing values, for strings too (as
+    Spark and pandas read them); with ``schema``, its columns are parsed as its types."""
+    convert = pacsv.ConvertOptions(
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+        column_types={f.name: f.type for f in schema} if schema is not None else None,
+    )
+    return pads.CsvFileFormat(convert_options=convert)
+
+
+def _local_paths(source: Source) -> list[str]:
+    return [p.split("://", 1)[1] if not source.is_local else p for p in source.paths]
+
+
 def open_dataset(source: Source, field_name: str = "data.source") -> pads.Dataset:
     """Return a pyarrow Dataset over the source's files, with a one-line error if unreadable."""
-    paths = [p.split("://", 1)[1] if not source.is_local else p for p in source.paths]
     try:
-        if source.format == "csv":
-            # Empty unquoted fields are missing values, for strings too (as Spark and pandas read them).
-            convert = pacsv.ConvertOptions(strings_can_be_null=True, quoted_strings_can_be_null=False)
-            fmt: pads.FileFormat = pads.CsvFileFormat(convert_options=convert)
-        else:
-            fmt = pads.ParquetFileFormat()
-        return pads.dataset(paths, format=fmt, filesystem=source.filesystem)
+        fmt: pads.FileFormat = csv_format() if source.format == "csv" else pads.ParquetFileFormat()
+        return pads.dataset(_local_paths(source), format=fmt, filesystem=source.filesystem)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         raise DataError(f"{field_name}: cannot read {source.text} as {source.format}: {_first_line(exc)}") from exc
 
 
+def file_schemas(source: Source, field_name: str = "data.source") -> list[tuple[str, pa.Schema]]:
+    """Return every file's own schema (Parquet: its footer; CSV: the types of its first block)."""
+    import pyarrow.parquet as pq
+
+    out = []
+    for path, local in zip(source.paths, _local_paths(source), strict=True):
+        try:
+            if source.format == "parquet":
+                schema = pq.read_schema(local, filesystem=source.filesystem)
+            else:
+                schema = pads.dataset([local], format=csv_format(), filesystem=source.filesystem).schema
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+            raise DataError(f"{field_name}: cannot read {path} as {source.format}: {_first_line(exc)}") from None
+        out.append((path, schema.remove_metadata()))
+    return out
+
+
+def read_schema(source: Source, field_name: str = "data.source") -> pa.Schema:
+    """Return the union of the schemas of the source's files (types promoted where files differ)."""
+    schemas = [schema for _, schema in file_schemas(source, field_name)]
+    try:
+        return pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise DataError(
+            f"{field_name}: the files of {source.text} disagree on a column's type: {_first_line(exc)}"
+        ) from None
+
+
 def read_table(source: Source, columns: list[str] | None = None, field_name: str = "data.source") -> pa.Table:
-    """Return the whole source as one Arrow table (local engine and small data only)."""
+    """Return the whole source as one Arrow table (small data and tests only; engines use the reader)."""
     dataset = open_dataset(source, field_name)
     try:
         table = dataset.to_table(columns=columns)
@@ -207,11 +245,6 @@ def read_table(source: Source, columns: list[str] | None = None, field_name: str
     if table.num_rows == 0:
         raise DataError(f"{field_name}: {source.text} has no rows")
     return table
-
-
-def read_schema(source: Source, field_name: str = "data.source") -> pa.Schema:
-    """Return the unified Arrow schema of the source's files."""
-    return open_dataset(source, field_name).schema
 
 
 def _first_line(exc: BaseException) -> str:

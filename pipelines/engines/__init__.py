@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from pipelines.engines.base import Engine
     from pipelines.spec import EngineSpec
 
-# Each engine's whole story lives in its module; pyspark / dask / ray are imported inside it.
+# The one list of engines. Each engine's whole story lives in its package; pyspark / dask / ray
+# are imported inside it, and only when the engine is used.
 ENGINE_MODULES = {
     "local": ("pipelines.engines.local.engine", "LocalEngine"),
     "spark": ("pipelines.engines.spark.engine", "SparkEngine"),
@@ -29,7 +30,7 @@ def available_engines() -> list[str]:
 def engine_class(name: str) -> type[Engine]:
     """Return the Engine class registered as ``name``, or raise a ConfigError saying what exists."""
     if name not in ENGINE_MODULES:
-        raise ConfigError(f"config error: engine.name: unknown engine {name!r} (allowed: {', '.join(ENGINE_MODULES)})")
+        raise ConfigError(f"config error: engine.name: {name!r} is not allowed (allowed: {', '.join(ENGINE_MODULES)})")
     module_name, class_name = ENGINE_MODULES[name]
     if importlib.util.find_spec(module_name) is None:
         raise ConfigError(
@@ -37,6 +38,9 @@ def engine_class(name: str) -> type[Engine]:
             f" (available: {', '.join(available_engines())})"
         )
     return getattr(importlib.import_module(module_name), class_name)
+
+
+ENGINE_NAMES = tuple(ENGINE_MODULES)
 
 
 def engine_models(name: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -48,3 +52,8 @@ def engine_models(name: str) -> tuple[dict[str, str], dict[str, str]]:
 def create_engine(spec: EngineSpec, seed: int) -> Engine:
     """Return a (not yet started) engine for the spec's ``engine`` section."""
     return engine_class(spec.name)(spec, seed)
+
+
+def check_engine_options(name: str, options: dict[str, object]) -> None:
+    """Raise a ConfigError naming the first ``engine.options`` key the engine does not take."""
+    engine_class(name).resolve_options(dict(options))

@@ -1,8 +1,11 @@
-"""The engine protocol: what every engine implements, and the batch format it returns.
+"""The engine protocol: what every engine implements, declares and returns.
 
-An engine reads the plan's data (attaching row keys and the split), profiles it with the
-shared mergeable profile, fits a catalog model and streams predictions back as Arrow
-batches. It never computes a metric: ``pipelines.evaluation`` does, the same for all.
+An engine reads the plan's data with the shared reader (row key and split attached), profiles
+it with the shared mergeable profile, fits a catalog model through the model layer's translation
+(``pipelines.models.native``) and streams predictions back as Arrow batches. It never computes a
+metric: ``pipelines.evaluation`` does, the same for all. It declares the models it runs (and the
+library each runs on), the ones it refuses and why, and its ``engine.options``; the base class
+checks those options once, for every engine, at spec validation.
 
 Prediction batches have ``row_key`` (uint64), ``y`` (int32 class index, -1 if unknown) and
 either probabilities ``p_0..p_{k-1}`` or, for models whose probabilities come from the
@@ -16,16 +19,31 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
 from pipelines.data.schema import DataPlan, DataProfile, Task
-from pipelines.models.catalog import ModelInfo
+from pipelines.errors import ConfigError
+from pipelines.models.catalog import ModelInfo, Param
+from pipelines.models.fitted import EngineModel, load_fitted
 from pipelines.models.kernels import FeatureMap
+from pipelines.models.native import Problem
 from pipelines.models.preprocess import Preprocessor
-from pipelines.spec import EngineSpec
+
+if TYPE_CHECKING:
+    from pipelines.spec import EngineSpec, ModelSpec
+
+__all__ = ["Engine", "EngineModel", "FitContext", "prediction_batch"]
+
+# Called by fits that iterate (boosting round, epoch, L-BFGS iteration) with the step reached and
+# optional values of that step (e.g. train loss); a no-op unless progress is shown.
+StepCallback = Callable[..., None]
+
+
+def _no_progress(*_: Any, **__: Any) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -45,30 +63,71 @@ class FitContext:
         """Return "proba" when the model gives probabilities, "scores" for decision values."""
         return "scores" if self.model.probabilities == "calibrated" else "proba"
 
-
-class EngineModel(ABC):
-    """A fitted model in the engine's native form."""
+    @property
+    def n_inputs(self) -> int:
+        """Return the width of the model's input: kernel components, or the preprocessed features."""
+        return self.feature_map.n_components if self.feature_map is not None else self.preprocessor.n_features
 
     @property
-    def format(self) -> str:
-        """Return the native file format in words (e.g. "xgboost JSON", "Spark ML PipelineModel")."""
-        return type(self).__name__
+    def problem(self) -> Problem:
+        """Return the data facts the model layer's translations need."""
+        counts = np.asarray(self.task.class_counts, dtype=np.float64)
+        weights = self.class_weights if self.class_weights is not None else np.ones(len(counts))
+        return Problem(self.n_inputs, self.task.n_classes, tuple(counts.tolist()), float(counts @ weights), self.seed)
 
-    @abstractmethod
-    def save(self, directory: Path) -> list[Path]:
-        """Write the model's native files into ``directory``; return what was written."""
+    def features(self, batch: pa.Table | pa.RecordBatch, dtype: Any = np.float64) -> np.ndarray:
+        """Return the model's input matrix for a batch: preprocessing, then the kernel map if any."""
+        x = self.preprocessor.transform(batch, dtype=dtype)
+        return self.feature_map.transform(x, dtype=dtype) if self.feature_map is not None else x
+
+    def labels(self, batch: pa.Table | pa.RecordBatch) -> np.ndarray:
+        """Return the class index of every row (-1 when the batch has no label column)."""
+        if self.task.label in batch.schema.names:
+            return self.task.encode(batch.column(self.task.label))
+        return np.full(batch.num_rows, -1, dtype=np.int32)
 
 
 class Engine(ABC):
-    """One execution engine. Heavy engine libraries are imported only inside its module."""
+    """One execution engine. Heavy engine libraries are imported only inside its package."""
 
     name: ClassVar[str]
     MODELS: ClassVar[dict[str, str]]  # catalog model -> native implementation, in words
+    LIBRARY: ClassVar[dict[str, str]]  # catalog model -> the library of its native form (models.native)
     REFUSED: ClassVar[dict[str, str]] = {}  # catalog model -> why this engine refuses it
+    OPTIONS: ClassVar[dict[str, Param]] = {}  # engine.options this engine takes
+    OPTION_PREFIXES: ClassVar[dict[str, str]] = {}  # option-name prefixes passed through, e.g. "spark."
 
     def __init__(self, spec: EngineSpec, seed: int = 0) -> None:
         self.spec = spec
         self.seed = seed
+        self.options = self.resolve_options(spec.options)
+        # Fits that iterate call this once per boosting round / epoch / L-BFGS iteration (progress).
+        self.on_step: StepCallback = _no_progress
+
+    @classmethod
+    def resolve_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """Return the engine's options with defaults filled in, or raise a ConfigError naming the key."""
+        out = {key: p.default for key, p in cls.OPTIONS.items()}
+        for key, value in options.items():
+            if key in cls.OPTIONS:
+                out[key] = cls.OPTIONS[key].check(f"engine.options.{key}", value)
+            elif any(key.startswith(prefix) for prefix in cls.OPTION_PREFIXES):
+                out[key] = value
+            else:
+                allowed = [f"{p}* ({doc})" for p, doc in cls.OPTION_PREFIXES.items()] + list(cls.OPTIONS)
+                raise ConfigError(
+                    f"config error: engine.options.{key}: unknown option for {cls.name}"
+                    f" (allowed: {', '.join(allowed) or 'none'})"
+                )
+        return out
+
+    @classmethod
+    def refuses(cls, model: ModelSpec) -> str | None:
+        """Return why this engine cannot run the model with these settings (None when it can).
+
+        Checked at spec validation, so an unsupported combination never fails at fit time.
+        """
+        return None
 
     def on_start(self) -> None:  # noqa: B027 - optional hook
         """Start or connect to the engine's runtime (session, cluster client)."""
@@ -128,9 +187,18 @@ class Engine(ABC):
     def predict(self, model: EngineModel, data: Any, ctx: FitContext, split: str) -> Iterator[pa.RecordBatch]:
         """Yield prediction batches (see the module docstring) for the rows of ``split``."""
 
-    @abstractmethod
-    def load_model(self, directory: Path, ctx: FitContext) -> EngineModel:
-        """Return the model saved in ``directory`` by ``EngineModel.save``."""
+    def load_model(self, directory: Path, ctx: FitContext, kind: str) -> EngineModel:
+        """Return the model ``EngineModel.save`` wrote into ``directory`` (``kind``: its ``EngineModel.kind``)."""
+        return load_fitted(directory, kind, ctx.task.n_classes, ctx.output)
+
+
+def predict_batch(
+    model: EngineModel, batch: pa.Table | pa.RecordBatch, ctx: FitContext, key_column: str
+) -> pa.RecordBatch:
+    """Return the prediction batch of one batch of rows: the model layer's ``predict`` on its features."""
+    x = ctx.features(batch)
+    keys = np.asarray(batch.column(key_column).to_numpy())
+    return prediction_batch(keys, ctx.labels(batch), model.predict(x), ctx.output)
 
 
 def prediction_batch(keys: np.ndarray, y: np.ndarray, values: np.ndarray, output: str) -> pa.RecordBatch:

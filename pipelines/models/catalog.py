@@ -17,7 +17,7 @@ class Param:
     """One model parameter: its default, type and allowed range, in the user's words."""
 
     default: Any
-    kind: str  # "float", "int", "bool", "str", "int_list"
+    kind: str  # "float", "int", "bool", "str", "int_list", "size" (int or text such as "4GiB"), "mapping"
     doc: str
     low: float | None = None
     high: float | None = None
@@ -65,6 +65,10 @@ def _coerce(kind: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None
         return float(value) if math.isfinite(value) else None
+    if kind == "size":
+        return value if isinstance(value, str) and value.strip() else _coerce("int", value)
+    if kind == "mapping":
+        return value if isinstance(value, dict) else None
     if kind == "int_list":
         items = value if isinstance(value, list) else [value]
         out = [_coerce("int", v) for v in items]
@@ -221,17 +225,29 @@ def get_model(name: str) -> ModelInfo:
 
 def check_model_spec(model: ModelSpec, engine: str, tuning: TuningSpec) -> None:
     """Raise a ConfigError when the model, its params, or the model/engine pair is not supported."""
-    from pipelines.engines import engine_models
+    from pipelines.engines import engine_class
+    from pipelines.models.native import UNUSED
 
     info = get_model(model.name)
     info.resolve_params(model.params)
-    supported, refused = engine_models(engine)
+    cls = engine_class(engine)
+    supported, refused = dict(cls.MODELS), dict(cls.REFUSED)
     if model.name not in supported:
         reason = refused.get(model.name, "not implemented on this engine")
         raise ConfigError(
             f"config error: model.name: {model.name} is not supported on engine {engine} ({reason});"
             f" supported there: {', '.join(supported)}"
         )
+    unused = UNUSED.get((cls.LIBRARY[model.name], model.name), {})
+    for key in [*model.params, *(tuning.space if tuning.enabled else [])]:
+        if key in unused:
+            raise ConfigError(
+                f"config error: model.params.{key}: not used by {model.name} on engine {engine} ({unused[key]});"
+                " remove it or use another engine"
+            )
+    refusal = cls.refuses(model)
+    if refusal:
+        raise ConfigError(f"config error: {refusal}")
     for key in tuning.space if tuning.enabled else []:
         if key not in info.params:
             raise ConfigError(

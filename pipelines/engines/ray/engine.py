@@ -15,8 +15,6 @@ than the work at 1M rows; ``ingest: dataset`` still feeds Ray Train from Ray Dat
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import os
 import shutil
@@ -31,35 +29,37 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from pipelines.data.schema import DataPlan, DataProfile, profile_batch
-from pipelines.data.split import KEY_COLUMN, SPLIT_COLUMN, SPLIT_NAMES, TRAIN
-from pipelines.engines.base import Engine, EngineModel, FitContext, prediction_batch
-from pipelines.engines.ray.models import BOOSTED, BoosterModel, NumpyModel, load_ray_model
+from pipelines.data.reader import balanced_units, contiguous_units, source_units
+from pipelines.data.schema import DataPlan, DataProfile
+from pipelines.data.split import SPLIT_NAMES
+from pipelines.engines.base import Engine, EngineModel, FitContext
+from pipelines.engines.ray import tasks
 from pipelines.errors import ConfigError, DataError, EngineError, ScaleclfError
+from pipelines.models.catalog import Param
+from pipelines.models.fitted import BoosterModel
+from pipelines.models.naive_bayes import fit_naive_bayes
+from pipelines.models.native import (
+    LINEAR_MODELS,
+    NUMPY,
+    SKLEARN,
+    TREE_ENSEMBLES,
+    XGBOOST,
+    numpy_settings,
+    xgboost_params,
+)
+from pipelines.models.network import NetworkModel, init_params, layer_sizes, unflatten
 
 LOCAL_TEMP_DIR = "/tmp/scaleclf-ray-local"  # short: Ray's socket paths must stay under 107 bytes
-OPTIONS = {
-    "num_cpus": "CPUs of the local Ray instance (default: every core)",
-    "object_store_mb": "object store size of the local Ray instance (default 2048)",
-    "cpus_per_worker": "CPUs per training worker (default: CPUs / workers); also xgboost's nthread",
-    "checkpoint_every": "checkpoint every N boosting rounds / L-BFGS iterations / epochs (default 50, 0 = end only)",
-    "max_failures": "worker-group restarts Ray Train allows (FailureConfig, default 2)",
-    "ingest": "blocks (workers take the loaded blocks), fragments (workers read their Parquet row groups)"
-    " or dataset (Ray Data shards); default blocks where they divide evenly among the workers, else fragments",
-    "storage_path": "where Ray Train keeps checkpoints (default a temp dir; shared storage on a real cluster)",
-    "placement_group_cleaner": "start Ray Train's detached PlacementGroupCleaner actor per fit (default false)",
-    "fail_at": "testing only: {at, flag} kills training worker 0 once at that round",
-}
+INGEST = ("blocks", "fragments", "dataset")
 
 
 @dataclass
 class RayData:
     """The plan's rows as a few large Arrow blocks in the object store, with ``__row_key`` and ``__split``.
 
-    Each block is a run of consecutive Parquet row groups (or CSV files) read, keyed and split by
-    one task, which also profiled it; ``profile`` is the merge of those profiles.
+    Each block is a run of consecutive source pieces read, keyed and split by one task with the
+    shared reader, which also profiled it; ``profile`` is the merge of those profiles.
     """
 
     plan: DataPlan
@@ -76,87 +76,13 @@ class RayData:
 
     def rows(self, split: str) -> Any:
         """Return the Dataset of one split's rows."""
-        return self.dataset.map_batches(_keep_split, fn_kwargs={"code": SPLIT_NAMES.index(split)}, **_ARROW)
-
-
-_ARROW: dict[str, Any] = {"batch_format": "pyarrow", "batch_size": None, "zero_copy_batch": True}
-
-
-def _keep_split(batch: pa.Table, code: int) -> pa.Table:
-    return batch.filter(pc.equal(batch.column(SPLIT_COLUMN), pa.scalar(code, pa.int8())))
-
-
-def _load_block(plan: DataPlan, units: list[Any], field: str, is_test_source: bool) -> tuple[DataProfile, pa.Table]:
-    """Read, key and split a run of source pieces; return its profile and the table (one pass)."""
-    from pipelines.engines.ray.train_loops import read_units
-
-    source = plan.test_source if is_test_source else plan.source
-    assert source is not None
-    try:
-        table = read_units(plan, units, source, is_test_source=is_test_source, split=None)
-    except ScaleclfError:
-        raise
-    except Exception as exc:
-        raise DataError(f"{field}: cannot read {source.text} as {source.format}: {_first_line(exc)}") from exc
-    return profile_batch(table, plan), table
-
-
-def _landmarks(batch: pa.Table, n: int, seed: int) -> pa.Table:
-    from pipelines.models.kernels import landmark_priority
-
-    train = _keep_split(batch, TRAIN)
-    priority = landmark_priority(np.asarray(train.column(KEY_COLUMN).to_numpy()), seed)
-    order = np.argsort(priority, kind="stable")[:n]
-    return train.take(pa.array(order)).append_column("__priority", pa.array(priority[order], pa.uint64()))
-
-
-def _nb_stats(batch: pa.Table, ctx: FitContext) -> list[np.ndarray]:
-    """Return a block's per-class weighted sums (rows, x, x^2) and the unweighted overall moments."""
-    batch = _keep_split(batch, TRAIN)
-    x = ctx.preprocessor.transform(batch)
-    y = ctx.task.encode(batch.column(ctx.task.label))
-    keep = y >= 0
-    x, y = x[keep], y[keep]
-    w = ctx.class_weights[y] if ctx.class_weights is not None else np.ones(len(y))
-    onehot = np.eye(ctx.task.n_classes)[y] * w[:, None]
-    return [onehot.sum(0), onehot.T @ x, onehot.T @ (x * x), np.array([len(y)]), x.sum(0), (x * x).sum(0)]
-
-
-def _fit_cart_task(ctx: FitContext, *blocks: pa.Table) -> EngineModel:
-    """Return CART fitted on the train rows of ``blocks`` (in file order, as the local engine reads them)."""
-    from pipelines.models.cart import fit_cart
-
-    train = pa.concat_tables([_keep_split(b, TRAIN) for b in blocks])
-    x = ctx.preprocessor.transform(train).astype(np.float32)
-    y = ctx.task.encode(train.column(ctx.task.label))
-    return fit_cart(x, y, ctx.params, ctx.seed, ctx.class_weights)
-
-
-def _predict_split(block: pa.Table, model: EngineModel, ctx: FitContext, code: int) -> pa.Table:
-    """Return the predictions of one block's rows of split ``code`` (one task, the block in place)."""
-    return _predict_block(_keep_split(block, code), model, ctx)
-
-
-def _predict_block(batch: pa.Table, model: EngineModel, ctx: FitContext) -> pa.Table:
-    x = ctx.preprocessor.transform(batch)
-    if ctx.feature_map is not None:
-        x = ctx.feature_map.transform(x)
-    values = model.outputs(x)  # type: ignore[attr-defined]
-    y = (
-        ctx.task.encode(batch.column(ctx.task.label))
-        if ctx.task.label in batch.schema.names
-        else np.full(batch.num_rows, -1, dtype=np.int32)
-    )
-    keys = np.asarray(batch.column(KEY_COLUMN).to_numpy())
-    return pa.Table.from_batches([prediction_batch(keys, y, values, ctx.output)])
-
-
-@functools.cache
-def _task(fn: Callable[..., Any], returns: int = 1) -> Any:
-    """Return ``fn`` as a Ray task holding one CPU (built once per process)."""
-    import ray
-
-    return ray.remote(num_cpus=1, num_returns=returns)(fn)
+        return self.dataset.map_batches(
+            tasks.keep_split,
+            fn_kwargs={"code": SPLIT_NAMES.index(split)},
+            batch_format="pyarrow",
+            batch_size=None,
+            zero_copy_batch=True,
+        )
 
 
 def _cause(exc: BaseException) -> BaseException:
@@ -176,27 +102,6 @@ def _first_line(exc: BaseException) -> str:
     return lines[-1][:300] if lines else type(exc).__name__
 
 
-@contextlib.contextmanager
-def loopback_only() -> Iterator[None]:
-    """Make a local Ray started inside this block register and listen on 127.0.0.1 only.
-
-    Ray replaces a node address of 127.0.0.1 by the machine's network address (the one routed
-    to the internet) unless it believes the platform is single-node (``ENABLE_RAY_CLUSTER``
-    false, as on macOS/Windows), so ``_node_ip_address="127.0.0.1"`` alone leaves the GCS,
-    raylet and workers of a local instance on e.g. eth0's address. A private local instance
-    never takes other nodes, so it is declared single-node while it starts (the node keeps the
-    address afterwards). ``ray start`` clusters (infra/ray) keep their ``--node-ip-address``.
-    """
-    import ray._private.ray_constants as constants
-
-    before = constants.ENABLE_RAY_CLUSTER
-    constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        constants.ENABLE_RAY_CLUSTER = before
-
-
 class RayEngine(Engine):
     """Runs the catalog on Ray: a fresh local instance, or the cluster at ``engine.address``."""
 
@@ -214,16 +119,45 @@ class RayEngine(Engine):
         "nystroem_svm": "shared Nystroem features in map_batches + data-parallel squared-hinge SVM",
     }
 
+    LIBRARY: ClassVar[dict[str, str]] = {
+        **dict.fromkeys(LINEAR_MODELS, NUMPY),
+        "naive_bayes": NUMPY,
+        "mlp": NUMPY,
+        "decision_tree": SKLEARN,
+        **dict.fromkeys(TREE_ENSEMBLES, XGBOOST),
+    }
+    OPTIONS: ClassVar[dict[str, Param]] = {
+        "num_cpus": Param(None, "int", "CPUs of the local Ray instance (default: every core)", low=1, nullable=True),
+        "object_store_mb": Param(2048, "int", "object store size of the local Ray instance in MiB", low=80),
+        "cpus_per_worker": Param(
+            None,
+            "float",
+            "CPUs per training worker (default: CPUs / workers); also xgboost's nthread",
+            low=0.01,
+            nullable=True,
+        ),
+        "checkpoint_every": Param(
+            50, "int", "checkpoint every N boosting rounds / L-BFGS iterations / epochs (0 = at the end only)", low=0
+        ),
+        "max_failures": Param(2, "int", "worker-group restarts Ray Train allows (FailureConfig)", low=0),
+        "ingest": Param(
+            "blocks",
+            "str",
+            "blocks (workers take the loaded blocks; fragments where they do not divide evenly), fragments"
+            " (workers read their Parquet row groups) or dataset (Ray Data shards)",
+            choices=INGEST,
+        ),
+        "storage_path": Param(
+            None, "str", "where Ray Train keeps checkpoints (a shared path on a real cluster)", nullable=True
+        ),
+        "placement_group_cleaner": Param(False, "bool", "start Ray Train's detached PlacementGroupCleaner per fit"),
+        "fail_at": Param(
+            None, "mapping", "testing only: {at, flag} kills training worker 0 once at that step", nullable=True
+        ),
+    }
+
     def __init__(self, spec: Any, seed: int = 0) -> None:
         super().__init__(spec, seed)
-        unknown = sorted(set(spec.options) - set(OPTIONS))
-        if unknown:
-            raise ConfigError(
-                f"config error: engine.options.{unknown[0]}: unknown Ray option (allowed: {', '.join(OPTIONS)})"
-            )
-        self.options = dict(spec.options)
-        if self.options.get("ingest", "blocks") not in ("blocks", "fragments", "dataset"):
-            raise ConfigError("config error: engine.options.ingest: expected blocks, fragments or dataset")
         self._started = False
         self._local = False  # a fresh single-node instance this engine started (no autoscaler)
         self._cpus = 1
@@ -254,12 +188,14 @@ class RayEngine(Engine):
                 ) from exc
             self._started = True
         else:
-            cpus = int(self.options.get("num_cpus") or os.cpu_count() or 1)
+            cpus = int(self.options["num_cpus"] or os.cpu_count() or 1)
+            from pipelines.engines.ray.internals import loopback_only
+
             with loopback_only():
                 ray.init(
                     address="local",
                     num_cpus=cpus,
-                    object_store_memory=int(self.options.get("object_store_mb", 2048)) * 2**20,
+                    object_store_memory=int(self.options["object_store_mb"]) * 2**20,
                     include_dashboard=False,
                     _node_ip_address="127.0.0.1",
                     _temp_dir=LOCAL_TEMP_DIR,
@@ -302,22 +238,27 @@ class RayEngine(Engine):
             "address": self.spec.address or "local",
             "cpus": self._cpus,
             "workers": self.workers,
-            "ingest": self.options.get("ingest", "blocks"),
+            "ingest": self.options["ingest"],
             "ray": ray.__version__,
             "last_fit": self.last_fit,
         } | ({"tune": self.last_tune} if self.last_tune else {})
 
     @property
     def workers(self) -> int:
-        """Return the number of Ray Train workers: ``engine.workers`` or one per... one."""
+        """Return the number of Ray Train workers: ``engine.workers``, default one."""
         return int(self.spec.workers or 1)
+
+    @property
+    def cpus(self) -> int:
+        """Return the CPUs of the Ray cluster this engine runs on."""
+        return self._cpus
 
     def cpus_per_worker(self) -> float:
         """Return the CPUs each training worker asks for, or refuse workers that cannot fit."""
         workers = self.workers
         # Ray Data ingest needs a CPU of its own next to the training workers.
-        spare = self._cpus - (1 if self.options.get("ingest") == "dataset" else 0)
-        per_worker = float(self.options.get("cpus_per_worker") or max(1, min(spare // workers, self._node_cpus)))
+        spare = self._cpus - (1 if self.options["ingest"] == "dataset" else 0)
+        per_worker = float(self.options["cpus_per_worker"] or max(1, min(spare // workers, self._node_cpus)))
         if workers * per_worker > self._cpus or per_worker > self._node_cpus:
             raise ConfigError(
                 f"config error: engine.workers: {workers} workers x {per_worker:g} CPUs do not fit the Ray cluster"
@@ -341,26 +282,19 @@ class RayEngine(Engine):
     def load(self, plan: DataPlan) -> RayData:
         """Read the plan's rows into a few blocks in the object store, profiling them in the same pass.
 
-        One task per run of consecutive row groups (at most one per CPU) reads, keys, splits and
-        profiles its rows; only the profiles come back to the driver.
+        One task per run of consecutive source pieces (at most one per CPU) reads, keys, splits and
+        profiles its rows with the shared reader; only the profiles come back to the driver.
         """
         import ray
 
-        from pipelines.engines.ray.train_loops import contiguous_units, source_units
-
         pending: list[tuple[Any, Any]] = []
         source_blocks = 0
-        sources = [(plan.source, "data.source", False)]
-        if plan.test_source is not None:
-            sources.append((plan.test_source, "data.test_source", True))
-        load = _task(_load_block, 2)
-        for source, field, is_test in sources:
-            try:
-                units = source_units(source)
-            except Exception as exc:
-                raise DataError(f"{field}: cannot read {source.text} as {source.format}: {_first_line(exc)}") from exc
-            for run in contiguous_units(units, self._cpus):
-                pending.append(load.remote(plan, run, field, is_test))
+        load = tasks.remote(tasks.load_block, 2)
+        for source, is_test in ((plan.source, False), (plan.test_source, True)):
+            if source is None:
+                continue
+            for run in contiguous_units(source_units(source), self._cpus):
+                pending.append(load.remote(plan, run, is_test))
             if not is_test:
                 source_blocks = len(pending)
         profiles = self._run(f"reading {plan.source.text}", lambda: ray.get([p for p, _ in pending]))
@@ -378,43 +312,50 @@ class RayEngine(Engine):
         import ray
 
         refs = [ray.put(a) if isinstance(a, (FitContext, EngineModel)) else a for a in args]
-        task = _task(fn)
+        task = tasks.remote(fn)
         return self._run(what, lambda: ray.get([task.remote(block, *refs) for block in data.blocks]))
 
     def landmark_rows(self, data: RayData, n: int, seed: int) -> pa.Table:
         """Return the ``n`` train rows with the smallest landmark priority (n per block, then n overall)."""
-        table = pa.concat_tables(self._per_block("choosing landmarks", _landmarks, data, n, seed))
+        table = pa.concat_tables(self._per_block("choosing landmarks", tasks.landmarks, data, n, seed))
         order = np.argsort(np.asarray(table.column("__priority").to_numpy()), kind="stable")[:n]
         return table.take(pa.array(order)).drop_columns(["__priority"])
 
     # --- fit ---
 
     def fit(self, data: RayData, ctx: FitContext) -> EngineModel:
-        """Return the model fitted on the train split by Ray Train (or Ray Data for naive Bayes)."""
-        name = ctx.model.name
+        """Return the model fitted on the train split by Ray Train (Ray tasks for naive Bayes and CART)."""
+        import ray
+
+        name, k = ctx.model.name, ctx.task.n_classes
         if name == "naive_bayes":
-            return self._fit_naive_bayes(data, ctx)
-        if name == "decision_tree":
-            return self._fit_cart(data, ctx)
-        if name in BOOSTED:
-            from pipelines.engines.ray.train_loops import xgboost_loop
+            parts = self._per_block("naive Bayes", tasks.block_moments, data, ctx)
+            return fit_naive_bayes(parts, numpy_settings(name, ctx.params)["var_smoothing"])
+        if name == "decision_tree":  # exact CART in one task that receives every block (pipelines.models.cart)
+            ctx_ref = ray.put(ctx)
+            fit = tasks.remote(tasks.fit_cart_task)
+            return self._run("training decision_tree", lambda: ray.get(fit.remote(ctx_ref, *data.blocks)))
+        from pipelines.engines.ray import train_loops
 
-            params, rounds = xgboost_params(ctx)
-            files = self._train(xgboost_loop, data, ctx, {"params": params, "rounds": rounds}, xgboost=True)
-            return BoosterModel(files["model.json"], ctx.task.n_classes)
+        if self.LIBRARY[name] == XGBOOST:
+            params, rounds = xgboost_params(name, ctx.params, ctx.problem)
+            files = self._train(train_loops.xgboost_loop, data, ctx, {"params": params, "rounds": rounds}, xgboost=True)
+            return BoosterModel(files["model.json"], k, _curve("boosting round", self.last_fit))
+        settings = numpy_settings(name, ctx.params)
+        loop = train_loops.mlp_loop if name == "mlp" else train_loops.linear_loop
+        files = self._train(loop, data, ctx, {"settings": settings}, xgboost=False)
+        hidden = settings.get("hidden_layer_sizes", [])
+        like = init_params(layer_sizes(ctx.n_inputs, hidden, k))
         if name == "mlp":
-            from pipelines.engines.ray.train_loops import mlp_loop
+            import io
 
-            files = self._train(mlp_loop, data, ctx, {}, xgboost=False)
-            saved = np.load(__import__("io").BytesIO(files["mlp.npz"]))
-            n_layers = len(ctx.params["hidden_layer_sizes"]) + 1
-            return NumpyModel(name, [saved[f"p{i}"] for i in range(2 * n_layers)], ctx.task.n_classes)
-        from pipelines.engines.ray.train_loops import linear_loop
-
-        files = self._train(linear_loop, data, ctx, {}, xgboost=False)
-        weights = np.frombuffer(files["weights.npy"], dtype=np.float64).copy()
-        width = ctx.feature_map.n_components if ctx.feature_map is not None else ctx.preprocessor.n_features
-        return NumpyModel(name, [weights.reshape(width + 1, -1)], ctx.task.n_classes)
+            saved = np.load(io.BytesIO(files["mlp.npz"]))
+            weights = [saved[f"p{i}"] for i in range(len(like))]
+        else:
+            weights = unflatten(np.frombuffer(files["weights.npy"], dtype=np.float64).copy(), like)
+        axis = "epoch" if name == "mlp" else "L-BFGS iteration"
+        steps = {"iterations": self.last_fit.get("iteration", self.last_fit.get("epoch"))}
+        return NetworkModel(weights, settings["loss"], k, settings | steps, _curve(axis, self.last_fit))
 
     def _train(
         self,
@@ -429,33 +370,33 @@ class RayEngine(Engine):
         import ray.train
         from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 
-        from pipelines.engines.ray.train_loops import AllReduce, plan_units
+        from pipelines.engines.ray.train_loops import AllReduce
 
         workers = self.workers
-        ingest = _ingest(self.options.get("ingest", "blocks"), data.source_blocks, workers)
+        ingest = ingest_mode(self.options["ingest"], data.source_blocks, workers)
         per_worker = self.cpus_per_worker()
         cfg: dict[str, Any] = {
             "ctx": ctx,
             "plan": data.plan,
             "ingest": ingest,
-            "units": plan_units(data.plan, workers) if ingest == "fragments" else None,
+            "units": balanced_units(source_units(data.plan.source), workers) if ingest == "fragments" else None,
             "blocks": [data.blocks[rank : data.source_blocks : workers] for rank in range(workers)]
             if ingest == "blocks"
             else None,
             "threads": max(1, int(per_worker)),
-            "every": int(self.options.get("checkpoint_every", 50)),
-            "fail_at": self.options.get("fail_at"),
+            "every": int(self.options["checkpoint_every"]),
+            "fail_at": self.options["fail_at"],
             **extra,
         }
         reducer: Any = None
         if not xgboost and workers > 1:
             reducer = ray.remote(num_cpus=0)(AllReduce).remote(workers)
         cfg["reducer"] = reducer
-        storage = self.options.get("storage_path") or tempfile.mkdtemp(prefix="scaleclf-ray-train-")
+        storage = self.options["storage_path"] or tempfile.mkdtemp(prefix="scaleclf-ray-train-")
         run_config = RunConfig(
             name=f"scaleclf-{ctx.model.name}-{uuid.uuid4().hex[:8]}",
             storage_path=storage,
-            failure_config=FailureConfig(max_failures=int(self.options.get("max_failures", 2))),
+            failure_config=FailureConfig(max_failures=int(self.options["max_failures"])),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         )
         scaling = ScalingConfig(num_workers=workers, resources_per_worker={"CPU": per_worker})
@@ -470,7 +411,7 @@ class RayEngine(Engine):
                     scaling_config=scaling,
                     run_config=run_config,
                     datasets=datasets,
-                    **_single_worker_backend(workers),
+                    **single_worker_backend(workers),
                 )
             else:
                 from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
@@ -495,34 +436,16 @@ class RayEngine(Engine):
         finally:
             if reducer is not None:
                 ray.kill(reducer)
-            if not self.options.get("storage_path"):
+            if not self.options["storage_path"]:
                 shutil.rmtree(storage, ignore_errors=True)
 
     def _trainer_class(self, base: type) -> type:
         """Return ``base`` trimmed of what this run does not need (see ``lean``)."""
-        from pipelines.engines.ray.lean import lean_trainer
+        from pipelines.engines.ray.internals import lean_trainer
 
         return lean_trainer(
-            base, placement_group_cleaner=bool(self.options.get("placement_group_cleaner")), local=self._local
+            base, placement_group_cleaner=bool(self.options["placement_group_cleaner"]), local=self._local
         )
-
-    def _fit_naive_bayes(self, data: RayData, ctx: FitContext) -> NumpyModel:
-        parts = self._per_block("naive Bayes", _nb_stats, data, ctx)
-        count, sx, sxx, n, ox, oxx = (sum(p[i] for p in parts) for i in range(6))
-        # GaussianNB: epsilon from the unweighted variance of all features, weighted class moments.
-        overall_var = oxx / n[0] - (ox / n[0]) ** 2
-        epsilon = float(ctx.params["var_smoothing"]) * float(np.max(overall_var))
-        theta = sx / count[:, None]
-        var = np.maximum(sxx / count[:, None] - theta**2, 0.0) + epsilon
-        log_prior = np.log(count / count.sum())
-        return NumpyModel("naive_bayes", [theta, var, log_prior], ctx.task.n_classes)
-
-    def _fit_cart(self, data: RayData, ctx: FitContext) -> EngineModel:
-        """Fit exact CART in one task that receives every block's train rows (see ``cart``)."""
-        import ray
-
-        ctx_ref = ray.put(ctx)
-        return self._run("training decision_tree", lambda: ray.get(_task(_fit_cart_task).remote(ctx_ref, *data.blocks)))
 
     # --- predict ---
 
@@ -540,16 +463,16 @@ class RayEngine(Engine):
 
     def _predict_blocks(self, model: EngineModel, data: RayData, ctx: FitContext, split: str) -> list[pa.Table]:
         import ray
-        from ray.experimental import get_object_locations
+
+        from pipelines.engines.ray.internals import object_nodes
 
         code = SPLIT_NAMES.index(split)
         here = ray.get_runtime_context().get_node_id()
-        where = get_object_locations(list(data.blocks))
-        local = [here in where.get(block, {}).get("node_ids", [here]) for block in data.blocks]
+        local = [not nodes or here in nodes for nodes in object_nodes(data.blocks)]
         remote: dict[int, Any] = {}
         if not all(local):
             model_ref, ctx_ref = ray.put(model), ray.put(ctx)
-            task = _task(_predict_split)
+            task = tasks.remote(tasks.predict_split)
             remote = {
                 i: task.remote(block, model_ref, ctx_ref, code) for i, block in enumerate(data.blocks) if not local[i]
             }
@@ -559,14 +482,10 @@ class RayEngine(Engine):
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(max_workers=len(mine)) as pool:
-                tables = pool.map(lambda i: _predict_split(ray.get(data.blocks[i]), model, ctx, code), mine)
+                tables = pool.map(lambda i: tasks.predict_split(ray.get(data.blocks[i]), model, ctx, code), mine)
                 done = dict(zip(mine, tables, strict=True))
         done |= dict(zip(remote, ray.get(list(remote.values())), strict=True))
         return [done[i] for i in range(len(data.blocks))]
-
-    def load_model(self, directory: Path, ctx: FitContext) -> EngineModel:
-        """Return the model saved by ``save`` (xgboost JSON or numpy weights)."""
-        return load_ray_model(directory, ctx.model.name, ctx.task.n_classes)
 
     def tune(
         self,
@@ -582,7 +501,13 @@ class RayEngine(Engine):
         return tune_on_ray(self, data, ctx, tuning, score, on_trial)
 
 
-def _ingest(setting: str, blocks: int, workers: int) -> str:
+def _curve(axis: str, report: dict[str, Any]) -> dict[str, Any] | None:
+    """Return the learning curve a training loop reported (train loss per step), if any."""
+    values = report.pop("curve", None)
+    return {"axis": axis, "train": [float(v) for v in values]} if values else None
+
+
+def ingest_mode(setting: str, blocks: int, workers: int) -> str:
     """Return how training workers get their rows: ``blocks`` only where the blocks divide evenly.
 
     The loaded blocks are runs of consecutive row groups with similar row counts; a worker that
@@ -595,7 +520,7 @@ def _ingest(setting: str, blocks: int, workers: int) -> str:
     return setting
 
 
-def _single_worker_backend(workers: int) -> dict[str, Any]:
+def single_worker_backend(workers: int) -> dict[str, Any]:
     """Return XGBoostTrainer's ``xgboost_config`` for one worker: Ray Train's plain BackendConfig.
 
     XGBoostConfig starts a Rabit tracker in the Train controller, which makes the controller import
@@ -621,42 +546,3 @@ def _check_reachable(address: str) -> None:
             return
     except (OSError, ValueError) as exc:
         raise EngineError(f"engine.address: cannot reach the Ray cluster at {address}: {exc}") from None
-
-
-def xgboost_params(ctx: FitContext) -> tuple[dict[str, Any], int]:
-    """Return (xgboost.train params, rounds) for the tree models of the catalog."""
-    p, k = ctx.params, ctx.task.n_classes
-    params: dict[str, Any] = {"tree_method": "hist", "seed": ctx.seed}
-    params |= {"objective": "binary:logistic"} if k == 2 else {"objective": "multi:softprob", "num_class": k}
-    name = ctx.model.name
-    if k > 2 and name == "random_forest":
-        # One tree with a leaf value per class, as a CART tree has, instead of a tree per class.
-        params["multi_strategy"] = "multi_output_tree"
-    if name == "xgboost":
-        params |= {
-            "eta": p["learning_rate"],
-            "max_depth": p["max_depth"],
-            "subsample": p["subsample"],
-            "colsample_bytree": p["colsample_bytree"],
-            "lambda": p["reg_lambda"],
-            "min_child_weight": p["min_child_weight"],
-            "max_bin": p["max_bin"],
-        }
-        return params, int(p["n_estimators"])
-    if name == "gbt":  # HistGradientBoosting: no L2 by default, min_samples_leaf ~ hessian floor
-        params |= {"eta": p["learning_rate"], "max_depth": p["max_depth"], "lambda": 0.0, "min_child_weight": 1.0}
-        return params, int(p["n_estimators"])
-    if name == "random_forest":
-        n_features = ctx.preprocessor.n_features
-        share = {"sqrt": np.sqrt(n_features), "log2": np.log2(max(n_features, 2)), "all": n_features}
-        params |= {
-            "eta": 1.0,
-            "num_parallel_tree": p["n_estimators"],
-            "subsample": 0.632,
-            "colsample_bynode": min(1.0, float(share[p["max_features"]]) / n_features),
-            "max_depth": p["max_depth"],
-            "lambda": 1e-6,
-            "min_child_weight": 0.0,
-        }
-        return params, 1
-    raise AssertionError(f"no xgboost mapping for {name}")

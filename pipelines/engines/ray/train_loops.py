@@ -1,19 +1,21 @@
-"""Training loops that run on Ray Train workers: distributed xgboost and numpy data parallelism.
+"""Training loops that run on Ray Train workers: distributed xgboost and NumPy data parallelism.
 
-Each worker reads its own share of the train rows straight from the Parquet row groups
-(or CSV files) the driver assigned it, so no training data passes through the driver or
-the object store. Linear models and the MLP keep identical replicas of the weights on
-every worker and add their gradients up through a small all-reduce actor (Ray Train on
-CPU has no collective all-reduce without torch); with one worker the actor is skipped.
+Each worker takes its share of the train rows (loaded blocks from the object store, its own
+Parquet row groups through the shared reader, or a Ray Data shard), so no training data passes
+through the driver. The maths are the model layer's: xgboost's booster parameters come from
+``pipelines.models.native``; linear models run ``pipelines.models.network.fit_lbfgs`` on sums
+added up across workers, and the MLP takes synchronous data-parallel Adam steps. Replicas of the
+weights stay identical on every worker; gradients are summed through a small all-reduce actor
+(Ray Train on CPU has no collective all-reduce without torch); with one worker it is skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,107 +23,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.data.schema import DataPlan
-from pipelines.data.sources import Source
+from pipelines.data.reader import read_units
 from pipelines.data.split import SPLIT_COLUMN, TRAIN
 from pipelines.engines.base import FitContext
-from pipelines.engines.ray.models import (
-    linear_loss_grad,
-    linear_penalty,
-    linear_shape,
-    mlp_init,
-    mlp_loss_grad,
+from pipelines.models.network import (
+    Adam,
+    fit_lbfgs,
+    flatten,
+    init_params,
+    layer_sizes,
+    loss_and_grad,
+    unflatten,
 )
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One piece of the train source a worker reads: a file, some row groups, a slice of them."""
-
-    path: str
-    row_groups: tuple[int, ...] | None  # None = the whole file (CSV)
-    part: int = 0
-    parts: int = 1
-    rows: int = 0
-
-
-def source_units(source: Source) -> list[Unit]:
-    """Return the pieces of ``source`` in file order: one per Parquet row group, one per CSV file."""
-    import pyarrow.parquet as pq
-
-    units: list[Unit] = []
-    for path in source.paths:
-        local = path if source.is_local else path.split("://", 1)[1]
-        if source.format == "parquet":
-            meta = pq.ParquetFile(local, filesystem=source.filesystem).metadata
-            units += [Unit(path, (g,), rows=meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
-        else:
-            units.append(Unit(path, None, rows=1))
-    return units
-
-
-def plan_units(plan: DataPlan, workers: int) -> list[list[Unit]]:
-    """Return, per worker, the pieces of ``plan.source`` it reads (balanced by row count)."""
-    source = plan.source
-    units = source_units(source)
-    if len(units) < workers:  # too few pieces: every worker reads a slice of each one
-        units = [Unit(u.path, u.row_groups, p, workers, u.rows // workers) for u in units for p in range(workers)]
-    shares: list[list[Unit]] = [[] for _ in range(workers)]
-    loads = [0] * workers
-    for unit in sorted(units, key=lambda u: -u.rows):
-        i = loads.index(min(loads))
-        shares[i].append(unit)
-        loads[i] += unit.rows
-    return [sorted(share, key=lambda u: (source.paths.index(u.path), u.row_groups or (), u.part)) for share in shares]
-
-
-def contiguous_units(units: list[Unit], parts: int) -> list[list[Unit]]:
-    """Return ``units`` cut into at most ``parts`` runs of consecutive pieces with similar row counts."""
-    total = sum(u.rows for u in units) or 1
-    runs: list[list[Unit]] = [[] for _ in range(max(1, min(parts, len(units))))]
-    seen = 0
-    for unit in units:
-        runs[min(len(runs) - 1, seen * len(runs) // total)].append(unit)
-        seen += unit.rows
-    return [run for run in runs if run]
-
-
-def read_units(
-    plan: DataPlan,
-    units: list[Unit],
-    source: Source | None = None,
-    is_test_source: bool = False,
-    split: int | None = TRAIN,
-) -> pa.Table:
-    """Return the rows of ``units`` (of ``source``, default the plan's) with row key and split attached.
-
-    ``split`` keeps one split's rows (default train); None keeps every row.
-    """
-    import pyarrow.parquet as pq
-
-    from pipelines.data.sources import open_dataset
-
-    source = source or plan.source
-    tables = []
-    for u in units:
-        if u.row_groups is None:
-            one = Source(source.text, (u.path,), source.format, source.filesystem)
-            table = open_dataset(one).to_table(columns=plan.columns)
-        else:
-            local = u.path if source.is_local else u.path.split("://", 1)[1]
-            table = pq.ParquetFile(local, filesystem=source.filesystem).read_row_groups(
-                list(u.row_groups), columns=plan.columns
-            )
-        if u.parts > 1:
-            step = -(-table.num_rows // u.parts)
-            table = table.slice(u.part * step, step)
-        table = plan.attach(table, is_test_source=is_test_source)
-        if split is not None:
-            table = table.filter(pc.equal(table.column(SPLIT_COLUMN), pa.scalar(split, pa.int8())))
-        tables.append(table)
-    if not tables:
-        return plan.attach(pa.table({c: pa.array([], pa.float64()) for c in plan.columns})).slice(0, 0)
-    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def worker_matrix(cfg: dict[str, Any], rank: int, dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -141,11 +54,9 @@ def worker_matrix(cfg: dict[str, Any], rank: int, dtype: Any = np.float64) -> tu
             [b.filter(pc.equal(b.column(SPLIT_COLUMN), train)) for b in blocks], promote_options="permissive"
         )
     else:
-        table = read_units(cfg["plan"], cfg["units"][rank])
-    x = ctx.preprocessor.transform(table, dtype=dtype)
-    if ctx.feature_map is not None:
-        x = ctx.feature_map.transform(x, dtype=dtype)
-    y = ctx.task.encode(table.column(ctx.task.label))
+        table = read_units(cfg["plan"], cfg["units"][rank], split=TRAIN)
+    x = ctx.features(table, dtype=dtype)
+    y = ctx.labels(table)
     keep = y >= 0
     x, y = x[keep], y[keep]
     w = ctx.class_weights[y] if ctx.class_weights is not None else np.ones(len(y))
@@ -319,127 +230,107 @@ class Reducer:
 
 
 def linear_loop(cfg: dict[str, Any]) -> None:
-    """Fit a linear model by full-batch L-BFGS on the summed loss, replicas in lock step."""
+    """Fit a linear model by full-batch L-BFGS on the loss summed over workers, replicas in lock step."""
     import ray.train
-    from scipy.optimize import minimize
 
     ctx: FitContext = cfg["ctx"]
+    settings = cfg["settings"]
     rank = ray.train.get_context().get_world_rank()
     x, y, sw = worker_matrix(cfg, rank)
     reducer = Reducer(cfg["reducer"], rank)
-    name, p, k = ctx.model.name, ctx.params, ctx.task.n_classes
-    shape = linear_shape(name, x.shape[1], k)
+    k = ctx.task.n_classes
     previous = restored("weights.npy")
-    w0 = np.frombuffer(previous, dtype=np.float64).copy() if previous else np.zeros(shape[0] * shape[1])
-    c = float(p["C"])
-    fit_intercept = bool(p.get("fit_intercept", True))
+    start = np.frombuffer(previous, dtype=np.float64).copy() if previous else None
+    like = init_params(layer_sizes(x.shape[1], (), k))
     evaluations = 0
 
-    def objective(w: np.ndarray) -> tuple[float, np.ndarray]:
+    def totals(params: list[np.ndarray]) -> tuple[float, list[np.ndarray], float]:
         nonlocal evaluations
-        if not fit_intercept:
-            w = w.reshape(shape).copy()
-            w[-1] = 0.0
-            w = w.ravel()
-        loss, grad = linear_loss_grad(name, w, x, y, sw, k)
-        total = reducer.sum(np.concatenate([[loss], grad]))
-        pen, pgrad = linear_penalty(name, w, x.shape[1], c)
-        g = total[1:] + pgrad
-        if not fit_intercept:
-            g = g.reshape(shape)
-            g[-1] = 0.0
-            g = g.ravel()
+        loss, grads = loss_and_grad(params, x, y, sw, settings["loss"], k)
+        total = reducer.sum(np.concatenate([[loss, float(sw.sum())], flatten(grads)]))
         evaluations += 1
         maybe_fail(cfg, evaluations)
-        return float(total[0]) + pen, g
+        return float(total[0]), unflatten(total[2:], like), float(total[1])
 
-    def checkpoint(w: np.ndarray) -> None:
-        it = checkpoint.count = getattr(checkpoint, "count", 0) + 1  # type: ignore[attr-defined]
-        if cfg["every"] and it % cfg["every"] == 0:
-            report({"iteration": it}, {"weights.npy": np.asarray(w, dtype=np.float64).tobytes()})
+    done = 0
 
-    result = minimize(
-        objective,
-        w0,
-        jac=True,
-        method="L-BFGS-B",
-        callback=checkpoint,
-        options={"maxiter": int(p["max_iter"]), "gtol": float(p["tol"]), "maxfun": 15000},
-    )
+    def checkpoint(flat: np.ndarray) -> None:
+        nonlocal done
+        done += 1
+        if cfg["every"] and done % cfg["every"] == 0:
+            report({"iteration": done}, {"weights.npy": np.asarray(flat, dtype=np.float64).tobytes()})
+
+    params, steps, curve = fit_lbfgs(totals, x.shape[1], k, settings, start=start, callback=checkpoint)
     report(
-        {"iteration": int(result.nit), "resumed_from": getattr(checkpoint, "count", 0) if previous else 0},
-        {"weights.npy": result.x.astype(np.float64).tobytes()},
+        {"iteration": steps, "resumed_from": int(previous is not None), "curve": curve},
+        {"weights.npy": flatten(params).astype(np.float64).tobytes()},
     )
 
 
 def mlp_loop(cfg: dict[str, Any]) -> None:
-    """Fit the MLP by synchronous data-parallel minibatch Adam (gradients summed each step)."""
+    """Fit the MLP by synchronous data-parallel minibatch Adam (gradients summed each step).
+
+    One RandomState draws the initial weights and then each epoch's shuffle, as MLPClassifier
+    does, so a single worker replays scikit-learn's training.
+    """
     import ray.train
 
     ctx: FitContext = cfg["ctx"]
+    settings = cfg["settings"]
     rank = ray.train.get_context().get_world_rank()
     x, y, sw = worker_matrix(cfg, rank)
     reducer = Reducer(cfg["reducer"], rank)
-    p, k = ctx.params, ctx.task.n_classes
-    sizes = [x.shape[1], *p["hidden_layer_sizes"], 1 if k == 2 else k]
-    # One RandomState for the initial weights then each epoch's shuffle, as MLPClassifier does,
-    # so a single worker replays scikit-learn's training exactly.
+    k = ctx.task.n_classes
     rs = np.random.RandomState(ctx.seed)
-    params = mlp_init(sizes, rs)
-    flat_sizes = [a.size for a in params]
+    params = init_params(layer_sizes(x.shape[1], settings["hidden_layer_sizes"], k), rs)
     n_total = int(reducer.sum(np.array([float(len(y))]))[0])
-    batch = min(int(p["batch_size"]), n_total)
+    batch = min(settings["batch_size"], n_total)
     steps = -(-n_total // batch)
     world = ray.train.get_context().get_world_size()
     local_batch = batch if world == 1 else -(-len(y) // steps)
-    m = [np.zeros_like(a) for a in params]
-    v = [np.zeros_like(a) for a in params]
-    b1, b2, eps, lr, alpha = 0.9, 0.999, 1e-8, float(p["learning_rate_init"]), float(p["alpha"])
-    start_epoch, t = 0, 0
+    adam = Adam.start(params, settings["learning_rate_init"])
+    alpha, epochs = settings["alpha"], settings["max_iter"]
+    start_epoch, curve = 0, []
     previous = restored("mlp.npz")
     if previous:
-        import io
-
         saved = np.load(io.BytesIO(previous))
         params = [saved[f"p{i}"] for i in range(len(params))]
-        m = [saved[f"m{i}"] for i in range(len(params))]
-        v = [saved[f"v{i}"] for i in range(len(params))]
-        start_epoch, t = int(saved["epoch"]), int(saved["t"])
+        adam.m = [saved[f"m{i}"] for i in range(len(params))]
+        adam.v = [saved[f"v{i}"] for i in range(len(params))]
+        start_epoch, adam.t, curve = int(saved["epoch"]), int(saved["t"]), list(saved["curve"])
         for _ in range(start_epoch):  # replay the skipped epochs' shuffles
             rs.shuffle(np.arange(len(y)))
-    for epoch in range(start_epoch, int(p["max_iter"])):
+    for epoch in range(start_epoch, epochs):
         order = np.arange(len(y))
         rs.shuffle(order)
+        epoch_loss = 0.0
         for s in range(steps):
             rows = order[s * local_batch : (s + 1) * local_batch]
-            loss, grads = mlp_loss_grad(params, x[rows], y[rows], sw[rows], k)
-            flat = np.concatenate([[float(len(rows)), loss], *(g.ravel() for g in grads)])
-            total = reducer.sum(flat)
+            loss, grads = loss_and_grad(params, x[rows], y[rows], sw[rows], settings["loss"], k)
+            total = reducer.sum(np.concatenate([[float(len(rows)), loss], flatten(grads)]))
             n_rows = max(total[0], 1.0)
-            offset = 2
-            t += 1
-            for i, a in enumerate(params):
-                g = total[offset : offset + flat_sizes[i]].reshape(a.shape) / n_rows
-                offset += flat_sizes[i]
-                if i % 2 == 0:
-                    g = g + alpha * a / n_rows
-                m[i] = b1 * m[i] + (1 - b1) * g
-                v[i] = b2 * v[i] + (1 - b2) * g * g
-                step = lr * np.sqrt(1 - b2**t) / (1 - b1**t)
-                params[i] = a - step * m[i] / (np.sqrt(v[i]) + eps)
+            epoch_loss += total[1]
+            summed = unflatten(total[2:], params)
+            # scikit-learn: mean gradient of the batch, plus alpha * W / batch rows on the weights.
+            grads = [
+                g / n_rows + (alpha * p / n_rows if i % 2 == 0 else 0.0)
+                for i, (g, p) in enumerate(zip(summed, params, strict=True))
+            ]
+            params = adam.step(params, grads)
+        curve.append(epoch_loss / n_total)
         maybe_fail(cfg, epoch + 1)
-        if cfg["every"] and (epoch + 1) % cfg["every"] == 0 and epoch + 1 < int(p["max_iter"]):
-            report({"epoch": epoch + 1}, {"mlp.npz": _mlp_state(params, m, v, epoch + 1, t)})
-    state = _mlp_state(params, m, v, int(p["max_iter"]), t)
-    report({"epoch": int(p["max_iter"]), "resumed_from": start_epoch}, {"mlp.npz": state})
+        if cfg["every"] and (epoch + 1) % cfg["every"] == 0 and epoch + 1 < epochs:
+            report({"epoch": epoch + 1}, {"mlp.npz": _mlp_state(params, adam, epoch + 1, curve)})
+    report(
+        {"epoch": epochs, "resumed_from": start_epoch, "curve": curve},
+        {"mlp.npz": _mlp_state(params, adam, epochs, curve)},
+    )
 
 
-def _mlp_state(params: list[np.ndarray], m: list[np.ndarray], v: list[np.ndarray], epoch: int, t: int) -> bytes:
-    import io
-
+def _mlp_state(params: list[np.ndarray], adam: Adam, epoch: int, curve: list[float]) -> bytes:
     buf = io.BytesIO()
-    arrays: dict[str, Any] = {"epoch": np.array(epoch), "t": np.array(t)}
+    arrays: dict[str, Any] = {"epoch": np.array(epoch), "t": np.array(adam.t), "curve": np.asarray(curve)}
     arrays |= {f"p{i}": a for i, a in enumerate(params)}
-    arrays |= {f"m{i}": a for i, a in enumerate(m)} | {f"v{i}": a for i, a in enumerate(v)}
+    arrays |= {f"m{i}": a for i, a in enumerate(adam.m)} | {f"v{i}": a for i, a in enumerate(adam.v)}
     np.savez(buf, **arrays)
     return buf.getvalue()

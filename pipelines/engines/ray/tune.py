@@ -35,7 +35,7 @@ def tune_on_ray(
 
     searched, contexts = trial_contexts(tuning, ctx)
     per_trial = engine.workers * engine.cpus_per_worker()
-    concurrent = max(1, min(tuning.parallelism, int(engine._cpus // per_trial)))
+    concurrent = max(1, min(tuning.parallelism, int(engine.cpus // per_trial)))
     mode = "min" if tuning.metric in LOWER_IS_BETTER else "max"
     engine.last_tune = {"scheduler": "ASHAScheduler", "trials": len(searched), "concurrent": concurrent}
 

@@ -44,6 +44,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, DoubleType, StructField, StructType
 
 from pipelines.engines.spark.features import list_array
+from pipelines.engines.spark.jvm import tree_root
+from pipelines.models.links import softmax
 
 HESSIAN_FLOOR = 1e-6
 _X = "__boost_x"  # features as array<double>, for the Arrow-batch tree evaluation
@@ -122,13 +124,6 @@ class _Ensemble:
             for k, tree in enumerate(per_class):
                 out[:, k] += self.rate * tree.predict(x)
         return out
-
-
-def softmax(margins: np.ndarray) -> np.ndarray:
-    """Return row-wise softmax probabilities of ``margins``."""
-    z = margins - margins.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _batch_matrix(batch: pa.RecordBatch, column: str) -> np.ndarray:
@@ -223,7 +218,7 @@ class SoftmaxBoostingClassifier(_BoostParams, Estimator["SoftmaxBoostingModel"])
                         fitted = pool.map(partial(_fit_tree, trees, work), range(k))
                 finally:
                     work.unpersist()
-                this_round = [tree_arrays(m._java_obj.rootNode()) for m in fitted]
+                this_round = [tree_arrays(tree_root(m)) for m in fitted]
                 rounds.append(this_round)
                 step = _Ensemble({"init": np.zeros(k), "learning_rate": rate, "trees": [this_round]})
                 # A local checkpoint cuts the lineage: each round would otherwise nest one more

@@ -21,26 +21,30 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
 
+from pipelines.data.reader import Unit, read_units, sliced_units, source_units
 from pipelines.data.schema import DataPlan, DataProfile, profile_batch
+from pipelines.data.sources import Source
 from pipelines.data.split import KEY_COLUMN, SPLIT_COLUMN, SPLIT_NAMES
 from pipelines.engines.base import Engine, EngineModel, FitContext, prediction_batch
+from pipelines.engines.spark import jvm
 from pipelines.errors import ArtifactError, ConfigError, DataError, EngineError
+from pipelines.models.catalog import Param
 from pipelines.models.kernels import landmark_priority
+from pipelines.models.native import MLLIB, XGBOOST
+
+if TYPE_CHECKING:
+    from pipelines.spec import ModelSpec
 
 MODEL_DIR = "spark_model"
 PRIORITY_COLUMN = "__priority"
 SIGN_BIT = np.uint64(1 << 63)  # flipping it maps unsigned order onto signed (Spark long) order
-OPTIONS = {
-    "startup_timeout_s": "seconds to wait for executors on a cluster (default 60)",
-    "gbt_multiclass": "softmax (multinomial boosting on MLlib regression trees, default) or ovr (OneVsRest of GBTs)",
-}
-GBT_MULTICLASS = ("softmax", "ovr")
 _FEATURE_PARTITION_BYTES = 64 << 20  # cached kernel-feature bytes per train partition
+_READ_PIECES_PER_SLOT = 2  # source pieces per task slot when reading: every core busy, little skew
 
 
 @dataclass
@@ -62,6 +66,8 @@ class SparkModel(EngineModel):
     """A fitted ``PipelineModel``: the shared features stage, then the MLlib / xgboost model."""
 
     pipeline: Any  # pyspark.ml.PipelineModel
+    ctx: FitContext
+    kind: ClassVar[str] = "spark"
 
     @property
     def format(self) -> str:
@@ -74,15 +80,54 @@ class SparkModel(EngineModel):
         self.pipeline.write().overwrite().save(str(target))
         return sorted(p for p in target.rglob("*") if p.is_file())
 
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Return the classifier stage's outputs for a feature matrix, through the active SparkSession.
 
-def _attach_batches(plan: DataPlan, is_test_source: bool) -> Any:
+        The engine predicts whole splits on the cluster (``SparkEngine.predict``); this is the same
+        model on rows already in this process (reports, checks), so it needs a session.
+        """
+        from pyspark.ml.functions import array_to_vector, vector_to_array
+        from pyspark.sql import SparkSession
+        from pyspark.sql import functions as F
+
+        from pipelines.engines.spark.features import FEATURES_COL, list_array, output_column, to_outputs
+
+        session = SparkSession.getActiveSession()
+        if session is None:
+            raise EngineError("engine spark: predicting with a Spark model needs a running SparkSession")
+        stage = self.pipeline.stages[-1]
+        x = np.asarray(x, dtype=np.float64)
+        frame = session.createDataFrame(pa.table({"__i": np.arange(len(x)), FEATURES_COL: list_array(x)}))
+        frame = frame.withColumn(FEATURES_COL, array_to_vector(F.col(FEATURES_COL)))
+        column = output_column(self.ctx, stage)
+        out = stage.transform(frame).select("__i", vector_to_array(F.col(column)).alias("v")).toArrow()
+        order = np.argsort(out.column("__i").to_numpy())
+        values = np.asarray(out.column("v").flatten().to_numpy(), dtype=np.float64).reshape(len(x), -1)[order]
+        return to_outputs(values, self.ctx, stage)
+
+
+def _read_batches(plan: DataPlan, units: list[Unit], source: Source, is_test_source: bool) -> Any:
+    """Return the mapInArrow function that reads the units named by each batch's ``id`` with the shared reader."""
+
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            out = plan.attach(batch, is_test_source=is_test_source)
-            keys = out.column(KEY_COLUMN).to_numpy().view(np.int64)
-            yield out.set_column(out.schema.get_field_index(KEY_COLUMN), KEY_COLUMN, pa.array(keys))
+            for i in batch.column("id").to_pylist():
+                table = read_units(plan, [units[i]], source, is_test_source=is_test_source)
+                keys = table.column(KEY_COLUMN).to_numpy().view(np.int64)
+                table = table.set_column(table.schema.get_field_index(KEY_COLUMN), KEY_COLUMN, pa.array(keys))
+                yield from spark_ready(table).to_batches()
 
     return run
+
+
+def spark_ready(table: pa.Table) -> pa.Table:
+    """Return ``table`` with types Spark's Arrow conversion takes (dictionaries decoded, large strings plain)."""
+    fields = []
+    for field in table.schema:
+        kind = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+        fields.append(field.with_type(pa.string() if pa.types.is_large_string(kind) else kind))
+    schema = pa.schema(fields)
+    return table if schema.equals(table.schema) else table.cast(schema)
 
 
 def _profile_batches(plan: DataPlan) -> Any:
@@ -148,6 +193,18 @@ class SparkEngine(Engine):
         "nystroem_svm": "shared Nystroem features in mapInArrow + MLlib LinearSVC",
     }
 
+    LIBRARY: ClassVar[dict[str, str]] = {m: XGBOOST if m == "xgboost" else MLLIB for m in MODELS}
+    OPTIONS: ClassVar[dict[str, Param]] = {
+        "startup_timeout_s": Param(60.0, "float", "seconds to wait for executors on a cluster", low=1e-3),
+        "gbt_multiclass": Param(
+            "softmax",
+            "str",
+            "softmax (multinomial boosting on MLlib regression trees) or ovr (OneVsRest of GBTs)",
+            choices=("softmax", "ovr"),
+        ),
+    }
+    OPTION_PREFIXES: ClassVar[dict[str, str]] = {"spark.": "any Spark setting"}
+
     def __init__(self, spec: Any, seed: int = 0) -> None:
         super().__init__(spec, seed)
         self.session: Any = None
@@ -155,29 +212,22 @@ class SparkEngine(Engine):
         self._scratch: str | None = None
         self.last_tune: dict[str, Any] | None = None  # set by tune (how trials were fitted)
 
-    def _options(self) -> tuple[dict[str, str], float]:
-        conf, timeout = {}, 60.0
-        for key, value in self.spec.options.items():
-            if key.startswith("spark."):
-                conf[key] = str(value)
-            elif key == "startup_timeout_s":
-                timeout = float(value)
-            elif key == "gbt_multiclass":
-                if value not in GBT_MULTICLASS:
-                    raise ConfigError(
-                        f"config error: engine.options.gbt_multiclass: {value!r} is not one of"
-                        f" {', '.join(GBT_MULTICLASS)}"
-                    )
-            else:
-                allowed = ", ".join(["spark.* (any Spark setting)", *OPTIONS])
-                raise ConfigError(f"config error: engine.options.{key}: unknown option for spark (allowed: {allowed})")
-        return conf, timeout
+    @classmethod
+    def refuses(cls, model: ModelSpec) -> str | None:
+        """Return why MLlib cannot run the model with these settings (the MLP takes no row weights)."""
+        if model.name == "mlp" and model.class_weight is not None:
+            return (
+                "model.class_weight: MLlib's MultilayerPerceptronClassifier takes no row weights;"
+                " remove class_weight or use another model on Spark"
+            )
+        return None
 
     def on_start(self) -> None:
         """Use the active SparkSession (spark-submit, tests) or start one on ``engine.address``."""
         from pyspark.sql import SparkSession
 
-        conf, timeout = self._options()
+        conf = {k: str(v) for k, v in self.options.items() if k.startswith("spark.")}
+        timeout = float(self.options["startup_timeout_s"])
         active = SparkSession.getActiveSession()
         if active is not None:
             self.session = active
@@ -214,9 +264,8 @@ class SparkEngine(Engine):
             self._wait_for_executors(master, timeout)
 
     def _wait_for_executors(self, master: str, timeout: float) -> None:
-        sc = self.session.sparkContext
         deadline = time.monotonic() + timeout
-        while sc._jsc.sc().getExecutorMemoryStatus().size() < 2:  # the driver counts as one
+        while jvm.executors(self.session) < 1:
             if time.monotonic() > deadline:
                 self.on_shutdown()
                 raise EngineError(
@@ -238,8 +287,7 @@ class SparkEngine(Engine):
     @property
     def task_slots(self) -> int:
         """Return the tasks the cluster runs at once (its cores / spark.task.cpus)."""
-        jsc = self.session.sparkContext._jsc.sc()  # the same JVM call xgboost.spark makes
-        return max(1, int(jsc.maxNumConcurrentTasks(jsc.resourceProfileManager().resourceProfileFromId(0))))
+        return jvm.task_slots(self.session)
 
     def describe(self) -> dict[str, Any]:
         """Return the master, Spark version, task slots and task cpus."""
@@ -259,39 +307,25 @@ class SparkEngine(Engine):
         if model == "xgboost":
             import xgboost.spark  # noqa: F401
 
-    def _read(self, source: Any, columns: list[str], field_name: str) -> Any:
-        reader = self.session.read
-        paths = source.uris()
-        try:
-            if source.format == "csv":
-                frame = reader.csv(paths, header=True, inferSchema=True)
-            else:
-                frame = reader.parquet(*paths)
-            return frame.select(*columns)
-        except Exception as exc:
-            raise DataError(f"{field_name}: Spark cannot read {source.text}: {str(exc).splitlines()[0]}") from exc
+    def _read(self, plan: DataPlan, source: Source, is_test_source: bool) -> Any:
+        """Return the source's rows read by the shared reader in executors, one task per piece."""
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        units = sliced_units(source_units(source), _READ_PIECES_PER_SLOT * self.task_slots)
+        empty = spark_ready(plan.attach(plan.read_schema.empty_table(), is_test_source=is_test_source))
+        keys = empty.schema.get_field_index(KEY_COLUMN)
+        schema = from_arrow_schema(empty.schema.set(keys, pa.field(KEY_COLUMN, pa.int64(), nullable=False)))
+        pieces = self.session.range(0, len(units), 1, numPartitions=max(1, len(units)))
+        return pieces.mapInArrow(_read_batches(plan, units, source, is_test_source), schema)
 
     def load(self, plan: DataPlan) -> SparkData:
         """Return the plan's rows with row keys and the split attached, cached on the executors."""
         from pyspark import StorageLevel
-        from pyspark.sql.types import ByteType, LongType, StructField, StructType
 
-        def keyed(frame: Any, is_test: bool) -> Any:
-            schema = StructType(
-                [
-                    *frame.schema.fields,
-                    StructField(KEY_COLUMN, LongType(), False),
-                    StructField(SPLIT_COLUMN, ByteType()),
-                ]
-            )
-            return frame.mapInArrow(_attach_batches(plan, is_test), schema)
-
-        frame = keyed(self._read(plan.source, plan.columns, "data.source"), False)
+        frame = self._read(plan, plan.source, False)
         if plan.test_source is not None:
-            test = self._read(plan.test_source, plan.columns, "data.test_source")
-            frame = frame.unionByName(keyed(test, True), allowMissingColumns=False)
-        frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
-        return SparkData(frame, plan)
+            frame = frame.unionByName(self._read(plan, plan.test_source, True))
+        return SparkData(frame.persist(StorageLevel.MEMORY_AND_DISK), plan)
 
     def profile(self, data: SparkData, plan: DataPlan) -> DataProfile:
         """Return the merge of per-partition profiles computed on the executors."""
@@ -301,7 +335,7 @@ class SparkEngine(Engine):
         try:
             rows = data.frame.mapInArrow(_profile_batches(plan), schema).collect()
         except Exception as exc:
-            raise DataError(f"data.source: Spark failed reading {plan.source.text}: {_spark_reason(exc)}") from exc
+            raise spark_error(exc, f"data.source: Spark failed reading {plan.source.text}") from None
         merged = DataProfile()
         for row in rows:
             merged = merged.merge(pickle.loads(row["profile"]))
@@ -328,7 +362,7 @@ class SparkEngine(Engine):
             )
         return wanted
 
-    def _train_frame(self, data: SparkData, ctx: FitContext) -> tuple[Any, Any]:
+    def train_frame(self, data: SparkData, ctx: FitContext) -> tuple[Any, Any]:
         """Return (the SharedFeatures stage, the train rows' feature frame, persisted unless kernel-wide)."""
         from pyspark import StorageLevel
 
@@ -353,28 +387,26 @@ class SparkEngine(Engine):
             train = train.persist(StorageLevel.MEMORY_AND_DISK)
         return features, train
 
-    def _estimator(self, ctx: FitContext) -> Any:
+    def estimator(self, ctx: FitContext) -> Any:
+        """Return the unfitted pyspark.ml estimator of ``ctx``'s model (the model layer's MLlib form)."""
         from pipelines.engines.spark.features import build_estimator
 
-        counts = np.asarray(ctx.task.class_counts, dtype=np.float64)
-        weights = ctx.class_weights if ctx.class_weights is not None else np.ones(len(counts))
-        multiclass = str(self.spec.options.get("gbt_multiclass", "softmax"))
-        return build_estimator(ctx, float(counts @ weights), self._workers(), gbt_multiclass=multiclass)
+        return build_estimator(ctx, self._workers(), gbt_multiclass=str(self.options["gbt_multiclass"]))
 
     def fit(self, data: SparkData, ctx: FitContext) -> SparkModel:
         """Return the PipelineModel (shared features + estimator) fitted on the train split."""
         from pyspark.ml import PipelineModel
 
-        features, train = self._train_frame(data, ctx)
+        features, train = self.train_frame(data, ctx)
         try:
-            fitted = self._estimator(ctx).fit(train)
+            fitted = self.estimator(ctx).fit(train)
         except (ConfigError, EngineError):
             raise
         except Exception as exc:
-            raise EngineError(f"engine spark: fitting {ctx.model.name} failed: {_spark_reason(exc)}") from exc
+            raise spark_error(exc, f"engine spark: fitting {ctx.model.name} failed") from None
         finally:
             train.unpersist()
-        return SparkModel(PipelineModel(stages=[features, fitted]))
+        return SparkModel(PipelineModel(stages=[features, fitted]), ctx)
 
     def tune(
         self,
@@ -404,7 +436,10 @@ class SparkEngine(Engine):
         scored = model.pipeline.transform(data.rows(split))
         stage = model.pipeline.stages[-1]
         column = output_column(ctx, stage)
-        table = scored.select(KEY_COLUMN, LABEL_COL, vector_to_array(F.col(column)).alias("v")).toArrow()
+        try:
+            table = scored.select(KEY_COLUMN, LABEL_COL, vector_to_array(F.col(column)).alias("v")).toArrow()
+        except Exception as exc:
+            raise spark_error(exc, f"engine spark: predicting the {split} split failed") from None
         for batch in table.to_batches():
             if not batch.num_rows:
                 continue
@@ -414,17 +449,42 @@ class SparkEngine(Engine):
             values = np.asarray(flat, dtype=np.float64).reshape(batch.num_rows, -1)
             yield prediction_batch(keys, y, to_outputs(values, ctx, stage), ctx.output)
 
-    def load_model(self, directory: Path, ctx: FitContext) -> SparkModel:
-        """Return the PipelineModel saved by ``SparkModel.save``."""
+    def load_model(self, directory: Path, ctx: FitContext, kind: str) -> EngineModel:
+        """Return the PipelineModel saved by ``SparkModel.save`` (after refusing any pickled stage state)."""
         from pyspark.ml import PipelineModel
 
         target = directory / MODEL_DIR
         if not target.is_dir():
             raise ArtifactError(f"{directory} holds no Spark model ({MODEL_DIR}/ is missing)")
-        return SparkModel(PipelineModel.load(str(target)))
+        refuse_pickled_state(target)
+        return SparkModel(PipelineModel.load(str(target)), ctx)
 
 
-def _spark_reason(exc: BaseException) -> str:
+def refuse_pickled_state(model_dir: Path) -> None:
+    """Raise an ArtifactError when a stage's metadata carries a pickled object.
+
+    xgboost.spark saves an estimator's ``callbacks`` with cloudpickle under the metadata key
+    ``serialized_callbacks`` and unpickles it on load; scaleclf never sets callbacks, so such a key
+    in a run directory was put there by someone else and must not reach pyspark.
+    """
+    for path in sorted(model_dir.rglob("*")):
+        in_metadata = path.is_file() and "metadata" in path.relative_to(model_dir).parts
+        if in_metadata and b'"serialized_' in path.read_bytes():
+            raise ArtifactError(f"{path} holds a pickled object (serialized_*); scaleclf does not load it")
+
+
+def spark_error(exc: BaseException, what: str) -> Exception:
+    """Return a one-line error for a (often Java) Spark exception: a DataError when the shared reader's
+    check failed inside an executor, else an EngineError saying ``what`` failed and why."""
+    reason = spark_reason(exc)
+    marker = "DataError: "
+    for line in str(exc).splitlines():
+        if marker in line:
+            return DataError(line.split(marker, 1)[1].strip())
+    return EngineError(f"{what}: {reason}")
+
+
+def spark_reason(exc: BaseException) -> str:
     """Return the most useful single line of a (often Java) Spark exception."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     for line in lines:

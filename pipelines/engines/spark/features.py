@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,8 +26,8 @@ from pyspark.sql.types import ArrayType, DoubleType, IntegerType, StructField, S
 
 from pipelines.data.schema import Task
 from pipelines.engines.base import FitContext
-from pipelines.errors import ConfigError
 from pipelines.models.kernels import FeatureMap
+from pipelines.models.native import mllib_params, xgboost_params
 from pipelines.models.preprocess import Preprocessor
 
 LABEL_COL = "__y"  # class index (int, -1 when the label is unknown)
@@ -129,131 +128,56 @@ class SharedFeatures(Transformer, DefaultParamsReadable["SharedFeatures"], Defau
         return out.withColumn(FEATURES_COL, array_to_vector(F.col(FEATURES_COL)))
 
 
-def build_estimator(ctx: FitContext, n_train: float, workers: int, gbt_multiclass: str = "softmax") -> Any:
+def build_estimator(ctx: FitContext, workers: int, gbt_multiclass: str = "softmax") -> Any:
     """Return the unfitted pyspark.ml estimator for the catalog model in ``ctx``.
 
-    ``n_train`` is the (weighted) number of train rows: MLlib averages the loss over rows,
-    scikit-learn sums it, so ``regParam = 1 / (C * n)`` gives the same optimum. Multiclass gbt is
-    softmax boosting on MLlib regression trees (``boost``), or OneVsRest of binary GBTs when
-    ``gbt_multiclass`` is "ovr".
+    The parameters are the model layer's MLlib (or xgboost) form of the model
+    (``pipelines.models.native``); this adds only the columns and Spark's multiclass wrappers:
+    OneVsRest for LinearSVC, and for gbt softmax boosting on MLlib regression trees (``boost``)
+    or OneVsRest of binary GBTs when ``gbt_multiclass`` is "ovr".
     """
     from pyspark.ml import classification as mc
 
-    name, p, seed = ctx.model.name, ctx.params, ctx.seed
-    k = ctx.task.n_classes
+    name, k = ctx.model.name, ctx.task.n_classes
     weighted: dict[str, Any] = {"weightCol": WEIGHT_COL} if ctx.class_weights is not None else {}
     common: dict[str, Any] = {"featuresCol": FEATURES_COL, "labelCol": LABEL_COL, **weighted}
     features_only: dict[str, Any] = {"featuresCol": FEATURES_COL}  # OneVsRest sets label and weight
-    if name == "logistic_regression":
-        return mc.LogisticRegression(
-            regParam=1.0 / (p["C"] * n_train),
-            elasticNetParam=0.0,
-            maxIter=p["max_iter"],
-            tol=min(p["tol"], 1e-6),
-            fitIntercept=p["fit_intercept"],
-            standardization=False,  # features are already scaled as the local engine scales them
-            family="binomial" if k == 2 else "multinomial",
-            **common,
-        )
-    if name in ("linear_svm", "rff_svm", "nystroem_svm"):
-        svm = mc.LinearSVC(
-            regParam=1.0 / (p["C"] * n_train),
-            maxIter=p["max_iter"],
-            # The spec's tol as MLlib's (relative loss change): tightening it to 1e-6 as for logistic
-            # regression doubled the OneVsRest fits (kernel SVMs at 20k rows: 37 -> 76 s) and moved
-            # test accuracy by at most 0.0013.
-            tol=p["tol"],
-            standardization=False,
-            **(features_only if k > 2 else common),
-        )
-        return svm if k == 2 else mc.OneVsRest(classifier=svm, parallelism=workers, **common)
-    if name == "naive_bayes":
-        return mc.NaiveBayes(modelType="gaussian", **common)
-    if name == "decision_tree":
-        return mc.DecisionTreeClassifier(
-            maxDepth=p["max_depth"], minInstancesPerNode=p["min_samples_leaf"], maxBins=256, seed=seed, **common
-        )
-    if name == "random_forest":
-        return mc.RandomForestClassifier(
-            numTrees=p["n_estimators"],
-            maxDepth=p["max_depth"],
-            minInstancesPerNode=p["min_samples_leaf"],
-            featureSubsetStrategy=_features_per_split(p["max_features"], ctx.preprocessor.n_features),
-            bootstrap=True,
-            maxBins=256,
-            seed=seed,
-            **common,
-        )
-    if name == "gbt":
-        boosting: dict[str, Any] = {
-            "maxIter": p["n_estimators"],
-            "stepSize": p["learning_rate"],
-            "maxDepth": p["max_depth"],
-            "minInstancesPerNode": p["min_samples_leaf"],
-            "maxBins": 256,
-            "seed": seed,
-        }
-        if k > 2 and gbt_multiclass == "softmax":
-            from pipelines.engines.spark.boost import SoftmaxBoostingClassifier
-
-            return SoftmaxBoostingClassifier(numClasses=k, parallelism=workers, **boosting, **common)
-        gbt = mc.GBTClassifier(**boosting, **(features_only if k > 2 else common))
-        return gbt if k == 2 else mc.OneVsRest(classifier=gbt, parallelism=workers, **common)
-    if name == "mlp":
-        if ctx.class_weights is not None:
-            raise ConfigError(
-                "config error: model.class_weight: MLlib's MultilayerPerceptronClassifier takes no row weights;"
-                " remove class_weight or use another model on Spark"
-            )
-        n_in = ctx.feature_map.n_components if ctx.feature_map is not None else ctx.preprocessor.n_features
-        return mc.MultilayerPerceptronClassifier(
-            layers=[n_in, *p["hidden_layer_sizes"], k],
-            maxIter=p["max_iter"] * 4,  # l-bfgs steps; scikit-learn's max_iter counts Adam epochs
-            blockSize=p["batch_size"],
-            stepSize=p["learning_rate_init"],
-            solver="l-bfgs",
-            seed=seed,
-            featuresCol=FEATURES_COL,
-            labelCol=LABEL_COL,
-        )
     if name == "xgboost":
-        import logging
+        return _xgboost_estimator(ctx, workers)
+    kind, params = mllib_params(name, ctx.params, ctx.problem)
+    if kind == "MultilayerPerceptronClassifier":  # takes no weight column (refused at validation)
+        return mc.MultilayerPerceptronClassifier(**params, featuresCol=FEATURES_COL, labelCol=LABEL_COL)
+    if k == 2 or kind not in ("LinearSVC", "GBTClassifier"):
+        return getattr(mc, kind)(**params, **common)
+    if kind == "GBTClassifier" and gbt_multiclass == "softmax":
+        from pipelines.engines.spark.boost import SoftmaxBoostingClassifier
 
-        from xgboost.spark import SparkXGBClassifier
-
-        logging.getLogger("XGBoost-PySpark").setLevel(logging.WARNING)
-        # Only set when weighted: a saved weight_col of None does not reload.
-        weight_col: dict[str, Any] = {"weight_col": WEIGHT_COL} if ctx.class_weights is not None else {}
-
-        return SparkXGBClassifier(
-            features_col=FEATURES_COL,
-            label_col=LABEL_COL,
-            **weight_col,
-            num_workers=workers,
-            n_estimators=p["n_estimators"],
-            learning_rate=p["learning_rate"],
-            max_depth=p["max_depth"],
-            subsample=p["subsample"],
-            colsample_bytree=p["colsample_bytree"],
-            reg_lambda=p["reg_lambda"],
-            min_child_weight=p["min_child_weight"],
-            max_bin=p["max_bin"],
-            tree_method="hist",
-            random_state=seed,
-            verbose=False,
-        )
-    raise AssertionError(f"no Spark estimator for {name}")
+        return SoftmaxBoostingClassifier(numClasses=k, parallelism=workers, **params, **common)
+    return mc.OneVsRest(classifier=getattr(mc, kind)(**params, **features_only), parallelism=workers, **common)
 
 
-def _features_per_split(setting: str, n_features: int) -> str:
-    """Return MLlib's featureSubsetStrategy as a count rounded down as scikit-learn rounds it.
+def _xgboost_estimator(ctx: FitContext, workers: int) -> Any:
+    import logging
 
-    MLlib's own "sqrt" and "log2" round up, which tries more features per split.
-    """
-    if setting == "all":
-        return "all"
-    count = math.sqrt(n_features) if setting == "sqrt" else math.log2(max(n_features, 1))
-    return str(max(1, int(count)))
+    from xgboost.spark import SparkXGBClassifier
+
+    logging.getLogger("XGBoost-PySpark").setLevel(logging.WARNING)
+    params, rounds = xgboost_params("xgboost", ctx.params, ctx.problem)
+    params = {k: v for k, v in params.items() if k not in ("objective", "num_class")}  # set by the classifier
+    # Only set when weighted: a saved weight_col of None does not reload.
+    weight_col: dict[str, Any] = {"weight_col": WEIGHT_COL} if ctx.class_weights is not None else {}
+    return SparkXGBClassifier(
+        features_col=FEATURES_COL,
+        label_col=LABEL_COL,
+        **weight_col,
+        num_workers=workers,
+        # A barrier stage cannot run on a union of inputs (a fixed test file is unioned with the
+        # source): repartitioning gives xgboost one plain shuffle stage whatever the lineage.
+        force_repartition=True,
+        n_estimators=rounds,
+        **params,
+        verbose=False,
+    )
 
 
 def _ovr_gbt(ctx: FitContext, stage: Any) -> bool:

@@ -48,18 +48,18 @@ def tune_on_spark(
     """Return the best model, its context and every trial (in trial order)."""
     from pyspark.ml import PipelineModel
 
-    from pipelines.engines.spark.engine import SparkModel, _spark_reason
+    from pipelines.engines.spark.engine import SparkModel, spark_reason
 
     searched, contexts = trial_contexts(tuning, ctx)
-    base = engine._estimator(ctx)
-    maps = [param_map(base, engine._estimator(c)) for c in contexts]
+    base = engine.estimator(ctx)
+    maps = [param_map(base, engine.estimator(c)) for c in contexts]
     parallel = 1 if ctx.model.name == "xgboost" else max(1, min(int(tuning.parallelism), len(maps)))
     engine.last_tune = {
         "method": "Estimator.fitMultiple (TrainValidationSplit's parallel fitting) scored on the fixed valid split",
         "trials": len(maps),
         "parallelism": parallel,
     }
-    features, train = engine._train_frame(data, ctx)
+    features, train = engine.train_frame(data, ctx)
     fits = base.fitMultiple(train, maps)
     results: dict[int, tuple[EngineModel, dict[str, Any], float]] = {}
 
@@ -72,9 +72,9 @@ def tune_on_spark(
         except (ConfigError, EngineError):
             raise
         except Exception as exc:  # the trial's fit failed: keep going, report it
-            return -2, _spark_reason(exc)
+            return -2, spark_reason(exc)
         fit_s = time.perf_counter() - start
-        model = SparkModel(PipelineModel(stages=[features, fitted]))
+        model = SparkModel(PipelineModel(stages=[features, fitted]), contexts[index])
         results[index] = (model, score(model, contexts[index]), fit_s)
         return index, None
 

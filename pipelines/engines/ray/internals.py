@@ -1,4 +1,9 @@
-"""Ray Train v2 trainers without the per-fit helpers a scaleclf run does not need.
+"""The Ray engine's only use of Ray's private API, fenced here with an upgrade test (tests/ray/test_ray_internals.py).
+
+Three things Ray's public API does not offer: a local instance that listens on 127.0.0.1 only
+(``loopback_only``, through ``ray._private.ray_constants``), where an object's copies are
+(``object_nodes``, ``ray.experimental.get_object_locations``), and Ray Train v2 trainers without
+the per-fit helpers a scaleclf run does not need (``lean_trainer``, ``ray.train.v2._internal``).
 
 Every ``fit()`` of a Ray Train v2 trainer starts a controller actor, a synchronization actor and
 the worker actors, and on top of them, by default:
@@ -21,6 +26,8 @@ imports nothing of scaleclf's and nothing heavy.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
@@ -61,3 +68,32 @@ def lean_trainer(base: type, *, placement_group_cleaner: bool, local: bool) -> t
         (base,),
         {"_create_default_callbacks": callbacks, "_initialize_and_run_controller": run_controller},
     )
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """Make a local Ray started inside this block register and listen on 127.0.0.1 only.
+
+    Ray replaces a node address of 127.0.0.1 by the machine's network address (the one routed
+    to the internet) unless it believes the platform is single-node (``ENABLE_RAY_CLUSTER``
+    false, as on macOS/Windows), so ``_node_ip_address="127.0.0.1"`` alone leaves the GCS,
+    raylet and workers of a local instance on e.g. eth0's address. A private local instance
+    never takes other nodes, so it is declared single-node while it starts (the node keeps the
+    address afterwards). ``ray start`` clusters (infra/ray) keep their ``--node-ip-address``.
+    """
+    import ray._private.ray_constants as constants
+
+    before = constants.ENABLE_RAY_CLUSTER
+    constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        constants.ENABLE_RAY_CLUSTER = before
+
+
+def object_nodes(refs: list[Any]) -> list[list[str]]:
+    """Return, for each object ref, the ids of the nodes holding a copy (empty when not known)."""
+    from ray.experimental import get_object_locations
+
+    where = get_object_locations(list(refs))
+    return [list(where.get(ref, {}).get("node_ids", [])) for ref in refs]

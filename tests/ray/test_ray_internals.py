@@ -1,4 +1,5 @@
-"""What the Ray engine trims from each Ray Train fit, and how training workers get their rows."""
+"""The Ray engine's fence around Ray's private API (upgrade checks), what it trims from each Ray Train fit,
+and how training workers get their rows."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from ray.train.v2._internal.execution.scaling_policy.fixed import FixedScalingPo
 from ray.train.v2.api.config import RunConfig, ScalingConfig
 from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
-from pipelines.engines.ray.engine import RayEngine, _ingest
-from pipelines.engines.ray.lean import LocalScalingPolicy
+from pipelines.engines.ray.engine import RayEngine, ingest_mode
+from pipelines.engines.ray.internals import LocalScalingPolicy
 from pipelines.run import train
 from pipelines.spec import build_spec
 from tests.conftest import REPO
@@ -31,12 +32,19 @@ class _Trainer:
         return kwargs
 
 
-def test_ray_train_still_has_the_hooks_lean_trainer_overrides() -> None:
-    # A Ray upgrade that renames them would silently bring the cleaner and the coordinator back.
+def test_ray_still_has_every_private_name_the_fence_uses() -> None:
+    # pipelines/engines/ray/internals.py is the only module touching Ray's private API; a Ray upgrade
+    # that moves one of these would silently bring back what it works around (the cleaner, the
+    # autoscaler requests, a local instance listening on the machine's address).
+    import ray._private.ray_constants as constants
+    from ray.experimental import get_object_locations
+
     assert callable(DataParallelTrainer._create_default_callbacks)
     assert callable(DataParallelTrainer._initialize_and_run_controller)
     assert callable(FixedScalingPolicy._send_resource_request)
     assert callable(FixedScalingPolicy._cancel_resource_request)
+    assert isinstance(constants.ENABLE_RAY_CLUSTER, bool)
+    assert callable(get_object_locations)
 
 
 def _engine(**options: Any) -> RayEngine:
@@ -88,7 +96,7 @@ def test_only_a_local_instance_skips_the_autoscaler_requests() -> None:
     ],
 )
 def test_workers_take_blocks_only_where_they_divide_evenly(setting: str, blocks: int, workers: int, used: str) -> None:
-    assert _ingest(setting, blocks, workers) == used
+    assert ingest_mode(setting, blocks, workers) == used
 
 
 def test_the_train_loop_imports_xgboost_without_scikit_learn() -> None:
