@@ -95,7 +95,7 @@ def train(msg: Message, context: Context) -> Message:
     server_round = int(cast(int, config["server-round"]))
     seed = meta["seed"] * 100_003 + client * 1_009 + server_round
     if meta["model"] == "xgboost":
-        arrays, loss = _train_xgboost(_model_bytes(msg), x, y, w, meta, seed)
+        arrays, loss = train_xgboost(_model_bytes(msg), x, y, w, meta, seed)
     else:
         start = _arrays(msg).to_numpy_ndarrays()
         params, loss = train_network(start, data, meta, float(cast(float, config.get("proximal-mu", 0.0))), seed)
@@ -158,7 +158,7 @@ def _train_secagg(msg: Message, context: Context) -> Message:
     return Message(fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
 
 
-def _train_xgboost(
+def train_xgboost(
     global_model: bytes, x: np.ndarray, y: np.ndarray, w: np.ndarray, meta: dict[str, Any], seed: int
 ) -> tuple[ArrayRecord, float]:
     import xgboost

@@ -34,3 +34,11 @@ class ArtifactError(ScaleclfError):
     """A saved run or model is missing, incomplete or fails its checksum."""
 
     exit_code = 5
+
+
+def first_line(exc: BaseException, *, last: bool = False, limit: int = 300) -> str:
+    """Return one line of an exception's text: the first, or the last (wrapped remote errors), cut at ``limit``."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return (lines[-1] if last else lines[0])[:limit]

@@ -26,7 +26,7 @@ from pipelines.data.split import SPLIT_NAMES
 from pipelines.engines import create_engine
 from pipelines.engines.base import Engine, EngineModel, FitContext
 from pipelines.errors import ConfigError
-from pipelines.evaluation.metrics import compute_metrics
+from pipelines.evaluation.metrics import compute_metrics, roc_auc
 from pipelines.models.catalog import get_model
 from pipelines.models.kernels import FeatureMap, fit_nystroem_features, fit_rff_features
 from pipelines.models.postprocess import Postprocess, fit_platt_only, fit_postprocess
@@ -110,7 +110,7 @@ def fit_feature_map(
     if kernel == "rff":
         return fit_rff_features(n_features, params["n_components"], params["gamma"], seed)
     if kernel == "nystroem":
-        rows = engine.landmark_rows(prepared.data, params["n_components"], seed)
+        rows = engine.sample_rows(prepared.data, "train", params["n_components"], seed)
         return fit_nystroem_features(prepared.preprocessor.transform(rows), params["gamma"])
     return None
 
@@ -193,6 +193,10 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
             valid = predict_split(engine, model, prepared.data, ctx, "valid")
             test = predict_split(engine, model, prepared.data, ctx, "test")
         engine_facts = engine.describe()
+        explained = None
+        if spec.output.report:
+            with progress.stage("explain_s", "explained the model (learning curve, feature importance)"):
+                explained = explain_model(engine, model, prepared, ctx)
         with progress.stage("evaluate_s", "evaluated"):
             result = evaluate_splits(spec, ctx, valid, test)
             post, p_test, threshold = result.post, result.p_test, result.post.decision_threshold
@@ -218,6 +222,8 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
             write_predictions(tmp / "predictions.parquet", test, p_test, ctx.task, threshold)
             if trials:
                 write_json(tmp / "tuning.json", {"metric": spec.tuning.metric, "trials": [t.to_dict() for t in trials]})
+            if explained is not None:
+                write_json(tmp / "explain.json", explained)
         if spec.output.report:
             metrics["timing"] = _timing(progress, started)
             with progress.stage("report_s", "wrote the report"):
@@ -231,6 +237,37 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
         with progress.stage("mlflow_s", "logged the run to MLflow"):
             log_run(run_dir, spec.model_dump(mode="json"), metrics, parent, spec.output.mlflow_experiment)
     return run_dir
+
+
+EXPLAIN_ROWS = 2000  # train and valid rows the learning curve and permutation importance are computed on
+
+
+def explain_model(engine: Engine, model: EngineModel, prepared: Prepared, ctx: FitContext) -> dict[str, Any]:
+    """Return the model's learning curve and feature importance, measured on samples of train and valid rows."""
+    from pipelines.models.explain import feature_importance, learning_curve
+
+    def sample(split: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = engine.sample_rows(prepared.data, split, EXPLAIN_ROWS, ctx.seed)
+        y = ctx.labels(rows)
+        keep = y >= 0
+        return ctx.features(rows)[keep], y[keep]
+
+    train, valid = sample("train"), sample("valid")
+    k = ctx.task.n_classes
+
+    def score(y: np.ndarray, out: np.ndarray) -> float:
+        if k == 2:
+            return float(roc_auc((y == 1).astype(np.int8), out if out.ndim == 1 else out[:, 1]) or 0.0)
+        return float(np.mean(np.argmax(out, axis=1) == y))
+
+    importance = feature_importance(
+        model, ctx.preprocessor.feature_names(), valid, score, kernel=ctx.feature_map is not None, seed=ctx.seed
+    )
+    return {
+        "rows": {"train": len(train[1]), "valid": len(valid[1])},
+        "learning_curve": learning_curve(model, train, valid),
+        "importance": [{"feature": f, "value": v, "kind": kind} for f, v, kind in importance],
+    }
 
 
 def _timing(progress: Progress, started: float) -> dict[str, float]:

@@ -81,3 +81,29 @@ def base_spec(source: str, label: str = "label", model: str = "logistic_regressi
         "engine": {"name": "local"},
         "output": {"dir": "runs", "report": False},
     }
+
+
+@pytest.fixture(scope="session")
+def conformance_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return the session's directory of conformance data files (written once, shared by every engine)."""
+    return tmp_path_factory.mktemp("conformance-data")
+
+
+@pytest.fixture(scope="session")
+def local_reference(conformance_files: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Return a function giving the local engine's metrics for a conformance cell (fitted once per session)."""
+    from tests.conformance import Cell, rows_for, run_cell
+
+    out = tmp_path_factory.mktemp("conformance-local")
+    cache: dict[tuple[str, str, int], dict] = {}
+
+    def reference(cell: Cell) -> dict:
+        """Return the local run of ``cell``'s data case and model, on the same rows the engine reads."""
+        key = (cell.case, cell.model, rows_for(cell))
+        if key not in cache:
+            got = run_cell(cell, conformance_files, "local", out)
+            assert isinstance(got, dict), f"the local engine refused {cell.id}: {got}"
+            cache[key] = got
+        return cache[key]
+
+    return reference

@@ -19,7 +19,7 @@ def federate(
 ) -> None:
     """Run a federated simulation and print the run directory as the last line."""
     from federated.simulation import federate as run_federated
-    from jobs.commands.train import _summary
+    from jobs.commands.train import summary
     from pipelines.progress import Progress, stdout
     from pipelines.spec import load_spec
 
@@ -28,5 +28,5 @@ def federate(
     progress = Progress(quiet=quiet)
     run_dir = run_federated(spec, progress)
     if not quiet:
-        _summary(progress, run_dir)
+        summary(progress, run_dir)
     stdout(str(run_dir))

@@ -28,11 +28,11 @@ def train(
     progress = Progress(quiet=quiet)
     run_dir = run_train(spec, progress)
     if not quiet:
-        _summary(progress, run_dir)
+        summary(progress, run_dir)
     stdout(str(run_dir))
 
 
-def _summary(progress: object, run_dir: Path) -> None:
+def summary(progress: object, run_dir: Path) -> None:
     import json
 
     metrics = json.loads((run_dir / "metrics.json").read_text())

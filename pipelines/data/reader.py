@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from pipelines.data.sources import Source, csv_format
 from pipelines.data.split import SPLIT_COLUMN
-from pipelines.errors import DataError
+from pipelines.errors import DataError, first_line
 
 if TYPE_CHECKING:
     from pipelines.data.schema import DataPlan
@@ -50,7 +50,7 @@ def source_units(source: Source) -> list[Unit]:
             try:
                 meta = pq.ParquetFile(_local_path(source, path), filesystem=source.filesystem).metadata
             except (OSError, pa.ArrowInvalid) as exc:
-                raise DataError(f"{source.field}: cannot read {path} as parquet: {_first_line(exc)}") from None
+                raise DataError(f"{source.field}: cannot read {path} as parquet: {first_line(exc)}") from None
             units += [Unit(path, (g,), rows=meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
         else:
             units.append(Unit(path, None))
@@ -112,7 +112,7 @@ def read_unit(plan: DataPlan, unit: Unit, source: Source) -> pa.Table:
                 lambda columns: parquet.read_row_groups(groups, columns=columns),
             )
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise DataError(f"{source.field}: cannot read {unit.path} as {source.format}: {_first_line(exc)}") from None
+        raise DataError(f"{source.field}: cannot read {unit.path} as {source.format}: {first_line(exc)}") from None
     if unit.parts > 1:
         step = -(-table.num_rows // unit.parts)
         table = table.slice(unit.part * step, step)
@@ -151,7 +151,7 @@ def conform(table: pa.Table, schema: pa.Schema, where: str, field: str) -> pa.Ta
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 raise DataError(
                     f"{field}: column {target.name!r} in {where} has type {column.type}, not {target.type}"
-                    f" like the rest of the source: {_first_line(exc)}"
+                    f" like the rest of the source: {first_line(exc)}"
                 ) from None
         columns.append(column)
     return pa.Table.from_arrays(columns, schema=schema)
@@ -179,8 +179,3 @@ def read_units(
     if not tables:
         return plan.attach(plan.read_schema.empty_table(), is_test_source=is_test_source)
     return pa.concat_tables(tables)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return text[0][:300] if text else exc.__class__.__name__

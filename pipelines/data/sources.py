@@ -13,7 +13,7 @@ import pyarrow.csv as pacsv
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from pipelines.errors import ConfigError, DataError
+from pipelines.errors import ConfigError, DataError, first_line
 
 PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".txt")
@@ -204,7 +204,7 @@ def open_dataset(source: Source, field_name: str = "data.source") -> pads.Datase
         fmt: pads.FileFormat = csv_format() if source.format == "csv" else pads.ParquetFileFormat()
         return pads.dataset(_local_paths(source), format=fmt, filesystem=source.filesystem)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise DataError(f"{field_name}: cannot read {source.text} as {source.format}: {_first_line(exc)}") from exc
+        raise DataError(f"{field_name}: cannot read {source.text} as {source.format}: {first_line(exc)}") from exc
 
 
 def file_schemas(source: Source, field_name: str = "data.source") -> list[tuple[str, pa.Schema]]:
@@ -219,7 +219,7 @@ def file_schemas(source: Source, field_name: str = "data.source") -> list[tuple[
             else:
                 schema = pads.dataset([local], format=csv_format(), filesystem=source.filesystem).schema
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-            raise DataError(f"{field_name}: cannot read {path} as {source.format}: {_first_line(exc)}") from None
+            raise DataError(f"{field_name}: cannot read {path} as {source.format}: {first_line(exc)}") from None
         out.append((path, schema.remove_metadata()))
     return out
 
@@ -231,7 +231,7 @@ def read_schema(source: Source, field_name: str = "data.source") -> pa.Schema:
         return pa.unify_schemas(schemas, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise DataError(
-            f"{field_name}: the files of {source.text} disagree on a column's type: {_first_line(exc)}"
+            f"{field_name}: the files of {source.text} disagree on a column's type: {first_line(exc)}"
         ) from None
 
 
@@ -241,12 +241,7 @@ def read_table(source: Source, columns: list[str] | None = None, field_name: str
     try:
         table = dataset.to_table(columns=columns)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise DataError(f"{field_name}: cannot read {source.text} as {source.format}: {_first_line(exc)}") from exc
+        raise DataError(f"{field_name}: cannot read {source.text} as {source.format}: {first_line(exc)}") from exc
     if table.num_rows == 0:
         raise DataError(f"{field_name}: {source.text} has no rows")
     return table
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else exc.__class__.__name__

@@ -176,8 +176,12 @@ class Engine(ABC):
         """Return the merged DataProfile of all rows (``pipelines.data.schema.profile_batch``)."""
 
     @abstractmethod
-    def landmark_rows(self, data: Any, n: int, seed: int) -> pa.Table:
-        """Return the ``n`` train rows with the smallest ``landmark_priority`` (Nystroem)."""
+    def sample_rows(self, data: Any, split: str, n: int, seed: int) -> pa.Table:
+        """Return the ``n`` rows of ``split`` with the smallest ``landmark_priority`` of their row key.
+
+        The same rows on every engine, found without moving the split to the driver: Nystroem's
+        landmarks (train) and the rows the report explains the model on (valid).
+        """
 
     @abstractmethod
     def fit(self, data: Any, ctx: FitContext) -> EngineModel:

@@ -25,6 +25,7 @@ from pipelines.models.links import binary_columns
 
 SKOPS_FILE = "estimator.skops"
 XGBOOST_FILE = "xgboost.json"
+XGBOOST_CONFIG_FILE = "xgboost_config.json"  # the training configuration, which the model file does not keep
 # Types inside the scikit-learn estimators the model layer builds that skops does not trust by
 # default: parts of those estimators; nothing else may appear in a model file.
 TRUSTED_SKOPS_TYPES = frozenset(
@@ -64,6 +65,10 @@ class EngineModel(ABC):
     def native_params(self) -> dict[str, Any]:
         """Return the settings the native model was fitted with, read back from the fitted object."""
         return {}
+
+    def native_importance(self) -> tuple[np.ndarray, str] | None:
+        """Return the model's own importance of each input feature and its kind, when it has one."""
+        return None
 
 
 @dataclass
@@ -118,6 +123,14 @@ class SklearnModel(EngineModel):
         """Return the estimator's ``get_params()``."""
         return dict(self.estimator.get_params())
 
+    def native_importance(self) -> tuple[np.ndarray, str] | None:
+        """Return mean |coefficient| (linear models) or impurity decrease (trees)."""
+        if hasattr(self.estimator, "coef_"):
+            return np.abs(np.atleast_2d(self.estimator.coef_)).mean(axis=0), "coefficient"
+        if hasattr(self.estimator, "feature_importances_"):
+            return np.asarray(self.estimator.feature_importances_, dtype=np.float64), "impurity"
+        return None
+
 
 @dataclass
 class BoosterModel(EngineModel):
@@ -125,6 +138,7 @@ class BoosterModel(EngineModel):
 
     raw: bytes  # the booster in xgboost's JSON format (small, picklable between processes)
     n_classes: int
+    config: str | None = None  # Booster.save_config(): the parameters it was trained with
     curves: dict[str, Any] | None = None
     _booster: Any = field(default=None, repr=False, compare=False)
     kind: ClassVar[str] = "xgboost"
@@ -132,7 +146,7 @@ class BoosterModel(EngineModel):
     @classmethod
     def from_booster(cls, booster: Any, n_classes: int, curves: dict[str, Any] | None = None) -> BoosterModel:
         """Return the model holding ``booster``."""
-        return cls(bytes(booster.save_raw("json")), n_classes, curves)
+        return cls(bytes(booster.save_raw("json")), n_classes, booster.save_config(), curves)
 
     @property
     def format(self) -> str:
@@ -146,6 +160,8 @@ class BoosterModel(EngineModel):
             import xgboost
 
             self._booster = xgboost.Booster(model_file=bytearray(self.raw))
+            if self.config is not None:
+                self._booster.load_config(self.config)
             self._booster.set_param({"nthread": 1})
         return self._booster
 
@@ -157,23 +173,37 @@ class BoosterModel(EngineModel):
         return binary_columns(p) if self.n_classes == 2 else p.reshape(len(x), self.n_classes)
 
     def save(self, directory: Path) -> list[Path]:
-        """Write ``xgboost.json``."""
+        """Write ``xgboost.json`` and, when known, ``xgboost_config.json``."""
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / XGBOOST_FILE
         path.write_bytes(self.raw)
-        return [path]
+        if self.config is None:
+            return [path]
+        config = directory / XGBOOST_CONFIG_FILE
+        config.write_text(self.config)
+        return [path, config]
 
     @classmethod
     def load(cls, directory: Path, n_classes: int) -> BoosterModel:
         """Return the booster ``save`` wrote."""
         try:
-            return cls((directory / XGBOOST_FILE).read_bytes(), n_classes)
-        except OSError as exc:
+            config = directory / XGBOOST_CONFIG_FILE
+            text = config.read_text() if config.is_file() else None
+            if text is not None:
+                json.loads(text)  # xgboost would abort on a malformed configuration
+            return cls((directory / XGBOOST_FILE).read_bytes(), n_classes, text)
+        except (OSError, ValueError) as exc:
             raise ArtifactError(f"cannot read the xgboost model in {directory}: {exc}") from exc
 
     def native_params(self) -> dict[str, Any]:
         """Return the booster's training parameters (tree, learner and ensemble settings) and its rounds."""
         return booster_settings(self.booster)
+
+    def native_importance(self) -> tuple[np.ndarray, str] | None:
+        """Return each feature's total gain (xgboost's ``get_score``)."""
+        gain = self.booster.get_score(importance_type="gain")
+        width = self.booster.num_features()
+        return np.array([gain.get(f"f{i}", 0.0) for i in range(width)]), "gain"
 
 
 def booster_settings(booster: Any) -> dict[str, Any]:
@@ -182,7 +212,8 @@ def booster_settings(booster: Any) -> dict[str, Any]:
     learner = config["learner"]
     gbtree = learner["gradient_booster"]
     out: dict[str, Any] = {}
-    for section in (gbtree.get("tree_train_param", {}), gbtree.get("gbtree_model_param", {})):
+    sections = ("tree_train_param", "gbtree_model_param", "gbtree_train_param")
+    for section in (gbtree.get(name, {}) for name in sections):
         out.update(section)
     out.update(learner.get("learner_train_param", {}))
     out["num_class"] = learner.get("learner_model_param", {}).get("num_class")

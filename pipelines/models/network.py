@@ -316,6 +316,10 @@ class NetworkModel(EngineModel):
         """Return probabilities (logistic loss) or decision scores (squared hinge)."""
         return outputs(self.params, np.asarray(x, dtype=np.float64), self.loss, self.n_classes)
 
+    def native_importance(self) -> tuple[np.ndarray, str] | None:
+        """Return mean |coefficient| for a linear model (no hidden layer), else None."""
+        return (np.abs(self.params[0]).mean(axis=1), "coefficient") if len(self.params) == 2 else None
+
     def native_params(self) -> dict[str, Any]:
         """Return the trainer's settings and the layer widths read from the weights."""
         hidden = [int(p.shape[1]) for p in self.params[0:-2:2]]

@@ -20,7 +20,7 @@ RUN_FILES = ["spec.yaml", "metrics.json", "predictions.parquet", "model/manifest
     ("model", "params", "native"),
     [
         ("xgboost", ["model.params.n_estimators=40"], "model/xgboost.json"),
-        ("rff_svm", ["model.params.n_components=200"], "model/linear.json"),
+        ("rff_svm", ["model.params.n_components=200"], "model/network.json"),
     ],
 )
 def test_dask_train_writes_a_run_directory_on_the_infra_cluster(

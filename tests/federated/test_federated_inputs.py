@@ -141,7 +141,7 @@ def test_dirichlet_fallback_keeps_every_row_once_and_gives_each_client_min_rows(
 def test_xgboost_bagging_survives_a_client_holding_one_class() -> None:
     from flwr.serverapp.strategy.strategy_utils import aggregate_bagging
 
-    from federated.client_app import _train_xgboost
+    from federated.client_app import train_xgboost
     from federated.models import xgb_outputs
     from pipelines.models.catalog import get_model
 
@@ -151,8 +151,8 @@ def test_xgboost_bagging_survives_a_client_holding_one_class() -> None:
     meta = {"params": get_model("xgboost").resolve_params({}), "n_classes": 2, "local_epochs": 1}
     meta["strategy"] = "fedxgb_bagging"
     w = np.ones(200, np.float32)
-    one_class, _ = _train_xgboost(b"", x[:200], np.ones(200, np.int32), w, meta, seed=1)
-    mixed, _ = _train_xgboost(b"", x[200:], y[200:], w, meta, seed=2)
+    one_class, _ = train_xgboost(b"", x[:200], np.ones(200, np.int32), w, meta, seed=1)
+    mixed, _ = train_xgboost(b"", x[200:], y[200:], w, meta, seed=2)
     model = aggregate_bagging(b"", one_class["0"].numpy().tobytes())
     model = aggregate_bagging(model, mixed["0"].numpy().tobytes())
     p = xgb_outputs(model, x, 2)[:, 1]

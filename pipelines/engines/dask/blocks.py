@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from pipelines.data.reader import Unit, read_units
 from pipelines.data.schema import DataPlan, DataProfile, profile_batch
-from pipelines.data.split import KEY_COLUMN, SPLIT_COLUMN, TRAIN
+from pipelines.data.split import KEY_COLUMN, SPLIT_COLUMN
 from pipelines.engines.base import EngineModel, FitContext
 from pipelines.models.kernels import landmark_priority
 from pipelines.models.naive_bayes import class_moments
@@ -43,9 +43,9 @@ def feature_block(table: pa.Table, code: int, ctx: FitContext, dtype: Any) -> Fe
     return ctx.features(rows, dtype=dtype), ctx.labels(rows), np.asarray(rows.column(KEY_COLUMN).to_numpy())
 
 
-def landmark_candidates(table: pa.Table, n: int, seed: int) -> tuple[np.ndarray, pa.Table]:
-    """Return the ``n`` train rows of a block with the smallest landmark priority, and their priorities."""
-    train = table.filter(pc.equal(table.column(SPLIT_COLUMN), pa.scalar(TRAIN, pa.int8())))
+def landmark_candidates(table: pa.Table, code: int, n: int, seed: int) -> tuple[np.ndarray, pa.Table]:
+    """Return the ``n`` rows of split ``code`` in a block with the smallest landmark priority, and their priorities."""
+    train = table.filter(pc.equal(table.column(SPLIT_COLUMN), pa.scalar(code, pa.int8())))
     priority = landmark_priority(np.asarray(train.column(KEY_COLUMN).to_numpy()), seed)
     order = np.argsort(priority, kind="stable")[:n]
     return priority[order], train.take(pa.array(order))

@@ -26,7 +26,7 @@ from pipelines.data.schema import DataPlan, DataProfile
 from pipelines.data.split import SPLIT_NAMES
 from pipelines.engines.base import Engine, EngineModel, FitContext, prediction_batch
 from pipelines.engines.dask import blocks as on_worker
-from pipelines.errors import DataError, EngineError
+from pipelines.errors import DataError, EngineError, first_line
 from pipelines.models.catalog import Param
 from pipelines.models.fitted import BoosterModel
 from pipelines.models.naive_bayes import fit_naive_bayes
@@ -126,7 +126,7 @@ class DaskEngine(Engine):
                 self.on_shutdown()
                 raise EngineError(
                     f"engine.address: cannot reach the Dask scheduler at {self.spec.address}"
-                    f" within {self.timeout:g}s ({_first_line(exc)})"
+                    f" within {self.timeout:g}s ({first_line(exc)})"
                 ) from None
             try:
                 self.client.wait_for_workers(1, timeout=self.timeout)
@@ -208,13 +208,13 @@ class DaskEngine(Engine):
         try:
             yield
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise DataError(f"data.source: cannot read the data: {_first_line(exc)}") from None
+            raise DataError(f"data.source: cannot read the data: {first_line(exc)}") from None
         except Exception as exc:
             lost = self.client is None or self.client.status != "running"
             if not (lost or isinstance(exc, ConnectionError | CommClosedError | TimeoutError | CancelledError)):
                 raise
             where = "engine.address: the Dask scheduler" if self.cluster is None else "the LocalCluster scheduler"
-            why = "connection lost, work cancelled" if isinstance(exc, CancelledError) else _first_line(exc)
+            why = "connection lost, work cancelled" if isinstance(exc, CancelledError) else first_line(exc)
             raise EngineError(f"{where} at {self.address} stopped answering ({why})") from None
 
     # --- data -------------------------------------------------------------------------------
@@ -242,10 +242,13 @@ class DaskEngine(Engine):
             merged = merged.merge(p)
         return merged
 
-    def landmark_rows(self, data: DaskData, n: int, seed: int) -> pa.Table:
-        """Return the ``n`` train rows with the smallest landmark priority (n per table, then merged)."""
+    def sample_rows(self, data: DaskData, split: str, n: int, seed: int) -> pa.Table:
+        """Return the ``n`` rows of ``split`` with the smallest landmark priority (n per table, then merged)."""
+        code = SPLIT_NAMES.index(split)
         with self._on_cluster():
-            found = self._gather([self.client.submit(on_worker.landmark_candidates, t, n, seed) for t in data.tables])
+            found = self._gather(
+                [self.client.submit(on_worker.landmark_candidates, t, code, n, seed) for t in data.tables]
+            )
         priority = np.concatenate([f[0] for f in found])
         rows = pa.concat_tables([f[1] for f in found])
         return rows.take(pa.array(np.argsort(priority, kind="stable")[:n]))
@@ -335,8 +338,3 @@ class DaskEngine(Engine):
             for future in as_completed(futures):
                 keys, y, values = self._gather(future)
                 yield prediction_batch(keys, y, values, ctx.output)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else exc.__class__.__name__

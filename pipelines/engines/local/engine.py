@@ -100,9 +100,9 @@ class LocalEngine(Engine):
             raise DataError(f"data.source: {plan.source.text} has no rows")
         return profile_batch(data.table, plan)
 
-    def landmark_rows(self, data: LocalData, n: int, seed: int) -> pa.Table:
-        """Return the ``n`` train rows with the smallest landmark priority."""
-        train = data.rows("train")
+    def sample_rows(self, data: LocalData, split: str, n: int, seed: int) -> pa.Table:
+        """Return the ``n`` rows of ``split`` with the smallest landmark priority."""
+        train = data.rows(split)
         priority = landmark_priority(np.asarray(train.column(KEY_COLUMN).to_numpy()), seed)
         return train.take(pa.array(np.argsort(priority, kind="stable")[:n]))
 

@@ -35,7 +35,7 @@ from pipelines.data.schema import DataPlan, DataProfile
 from pipelines.data.split import SPLIT_NAMES
 from pipelines.engines.base import Engine, EngineModel, FitContext
 from pipelines.engines.ray import tasks
-from pipelines.errors import ConfigError, DataError, EngineError, ScaleclfError
+from pipelines.errors import ConfigError, DataError, EngineError, ScaleclfError, first_line
 from pipelines.models.catalog import Param
 from pipelines.models.fitted import BoosterModel
 from pipelines.models.naive_bayes import fit_naive_bayes
@@ -86,20 +86,18 @@ class RayData:
 
 
 def _cause(exc: BaseException) -> BaseException:
-    """Return the scaleclf error inside a Ray task error, or the innermost cause."""
+    """Return the scaleclf error a Ray task raised (not Ray's wrapper, whose text holds the remote
+    traceback), or the innermost cause."""
     seen = exc
-    while True:
-        if isinstance(seen, ScaleclfError):
-            return seen
-        nxt = getattr(seen, "cause", None) or seen.__cause__
+    for _ in range(32):
+        wrapped = getattr(seen, "cause", None)
+        if isinstance(seen, ScaleclfError) and not isinstance(wrapped, BaseException):
+            return type(seen)(str(seen))
+        nxt = wrapped if isinstance(wrapped, BaseException) else seen.__cause__
         if nxt is None or nxt is seen:
-            return exc
+            break
         seen = nxt
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else type(exc).__name__
+    return seen
 
 
 class RayEngine(Engine):
@@ -183,9 +181,8 @@ class RayEngine(Engine):
             try:
                 ray.init(address=self.spec.address, **common)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise EngineError(
-                    f"engine.address: cannot join the Ray cluster at {self.spec.address}: {_first_line(exc)}"
-                ) from exc
+                why = first_line(exc, last=True)
+                raise EngineError(f"engine.address: cannot join the Ray cluster at {self.spec.address}: {why}") from exc
             self._started = True
         else:
             cpus = int(self.options["num_cpus"] or os.cpu_count() or 1)
@@ -275,7 +272,7 @@ class RayEngine(Engine):
             cause = _cause(exc)
             if isinstance(cause, ScaleclfError):
                 raise cause from None
-            raise EngineError(f"ray: {what} failed: {_first_line(cause)}") from exc
+            raise EngineError(f"ray: {what} failed: {first_line(cause, last=True)}") from exc
 
     # --- data ---
 
@@ -315,9 +312,10 @@ class RayEngine(Engine):
         task = tasks.remote(fn)
         return self._run(what, lambda: ray.get([task.remote(block, *refs) for block in data.blocks]))
 
-    def landmark_rows(self, data: RayData, n: int, seed: int) -> pa.Table:
-        """Return the ``n`` train rows with the smallest landmark priority (n per block, then n overall)."""
-        table = pa.concat_tables(self._per_block("choosing landmarks", tasks.landmarks, data, n, seed))
+    def sample_rows(self, data: RayData, split: str, n: int, seed: int) -> pa.Table:
+        """Return the ``n`` rows of ``split`` with the smallest landmark priority (n per block, then n overall)."""
+        code = SPLIT_NAMES.index(split)
+        table = pa.concat_tables(self._per_block(f"sampling {split} rows", tasks.landmarks, data, code, n, seed))
         order = np.argsort(np.asarray(table.column("__priority").to_numpy()), kind="stable")[:n]
         return table.take(pa.array(order)).drop_columns(["__priority"])
 
@@ -340,7 +338,8 @@ class RayEngine(Engine):
         if self.LIBRARY[name] == XGBOOST:
             params, rounds = xgboost_params(name, ctx.params, ctx.problem)
             files = self._train(train_loops.xgboost_loop, data, ctx, {"params": params, "rounds": rounds}, xgboost=True)
-            return BoosterModel(files["model.json"], k, _curve("boosting round", self.last_fit))
+            config = files["config.json"].decode()
+            return BoosterModel(files["model.json"], k, config, _curve("boosting round", self.last_fit))
         settings = numpy_settings(name, ctx.params)
         loop = train_loops.mlp_loop if name == "mlp" else train_loops.linear_loop
         files = self._train(loop, data, ctx, {"settings": settings}, xgboost=False)

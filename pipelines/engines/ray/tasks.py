@@ -29,11 +29,11 @@ def load_block(plan: DataPlan, units: list[Unit], is_test_source: bool) -> tuple
     return (profile_batch(table, plan) if table.num_rows else DataProfile()), table
 
 
-def landmarks(batch: pa.Table, n: int, seed: int) -> pa.Table:
-    """Return a block's ``n`` train rows with the smallest landmark priority, with that priority."""
+def landmarks(batch: pa.Table, code: int, n: int, seed: int) -> pa.Table:
+    """Return a block's ``n`` rows of split ``code`` with the smallest landmark priority, with that priority."""
     from pipelines.models.kernels import landmark_priority
 
-    train = keep_split(batch, TRAIN)
+    train = keep_split(batch, code)
     priority = landmark_priority(np.asarray(train.column(KEY_COLUMN).to_numpy()), seed)
     order = np.argsort(priority, kind="stable")[:n]
     return train.take(pa.array(order)).append_column("__priority", pa.array(priority[order], pa.uint64()))

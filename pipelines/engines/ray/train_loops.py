@@ -164,7 +164,7 @@ def xgboost_loop(cfg: dict[str, Any]) -> None:
     report(
         {"round": rounds, "resumed_from": done, "loop_started": wall, "loop_ended": time.time()}
         | {k: round(v, 3) for k, v in phases.items()},
-        {"model.json": bytes(booster.save_raw("json"))},
+        {"model.json": bytes(booster.save_raw("json")), "config.json": booster.save_config().encode()},
     )
 
 

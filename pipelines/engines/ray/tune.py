@@ -51,7 +51,12 @@ def tune_on_ray(
         with tempfile.TemporaryDirectory(prefix="scaleclf-trial-") as tmp:
             model.save(Path(tmp))
             tune.report(
-                {"score": value if value is not None else float("nan"), "fit_s": fit_s, "valid": metrics},
+                {
+                    "score": value if value is not None else float("nan"),
+                    "fit_s": fit_s,
+                    "valid": metrics,
+                    "kind": model.kind,
+                },
                 checkpoint=tune.Checkpoint.from_directory(tmp),
             )
 
@@ -94,7 +99,7 @@ def _collect_trials(
             trial.score = trial.metrics.get(tuning.metric)
             trial.fit_s = float(result.metrics["fit_s"])
             with result.checkpoint.as_directory() as directory:
-                model = engine.load_model(Path(directory), contexts[number])
+                model = engine.load_model(Path(directory), contexts[number], result.metrics["kind"])
             if best is None or is_better(tuning.metric, trial.score, best[2]):
                 best = (model, contexts[number], trial.score)
         trials.append(trial)

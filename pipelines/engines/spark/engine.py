@@ -80,6 +80,38 @@ class SparkModel(EngineModel):
         self.pipeline.write().overwrite().save(str(target))
         return sorted(p for p in target.rglob("*") if p.is_file())
 
+    def native_importance(self) -> tuple[np.ndarray, str] | None:
+        """Return MLlib's featureImportances (trees), mean |coefficient| (linear models) or xgboost's gain."""
+        from pyspark.ml.classification import OneVsRestModel
+
+        stage = self.pipeline.stages[-1]
+        if hasattr(stage, "get_booster"):
+            from pipelines.models.fitted import BoosterModel
+
+            return BoosterModel.from_booster(stage.get_booster(), self.ctx.task.n_classes).native_importance()
+        parts: list[Any] = list(stage.models) if isinstance(stage, OneVsRestModel) else [stage]
+        if all(hasattr(p, "featureImportances") for p in parts):
+            return np.mean([p.featureImportances.toArray() for p in parts], axis=0), "impurity"
+        if hasattr(stage, "coefficientMatrix"):
+            return np.abs(stage.coefficientMatrix.toArray()).mean(axis=0), "coefficient"
+        if all(hasattr(p, "coefficients") for p in parts):
+            return np.mean([np.abs(p.coefficients.toArray()) for p in parts], axis=0), "coefficient"
+        return None
+
+    def native_params(self) -> dict[str, Any]:
+        """Return the fitted classifier's MLlib parameters (OneVsRest: its binary classifier's), or
+        xgboost.spark's booster settings."""
+        from pyspark.ml.classification import OneVsRestModel
+
+        stage = self.pipeline.stages[-1]
+        if hasattr(stage, "get_booster"):
+            from pipelines.models.fitted import booster_settings
+
+            return booster_settings(stage.get_booster())
+        if isinstance(stage, OneVsRestModel):
+            stage = stage.models[0]
+        return {param.name: value for param, value in stage.extractParamMap().items()}
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Return the classifier stage's outputs for a feature matrix, through the active SparkSession.
 
@@ -343,11 +375,11 @@ class SparkEngine(Engine):
             raise DataError(f"data.source: {plan.source.text} has no rows")
         return merged
 
-    def landmark_rows(self, data: SparkData, n: int, seed: int) -> pa.Table:
-        """Return the ``n`` train rows with the smallest landmark priority (as the local engine)."""
+    def sample_rows(self, data: SparkData, split: str, n: int, seed: int) -> pa.Table:
+        """Return the ``n`` rows of ``split`` with the smallest landmark priority (as the local engine)."""
         from pyspark.sql.types import LongType, StructField, StructType
 
-        train = data.rows("train")
+        train = data.rows(split)
         schema = StructType([*train.schema.fields, StructField(PRIORITY_COLUMN, LongType(), False)])
         picked = train.mapInArrow(_priority_batches(seed), schema).orderBy(PRIORITY_COLUMN).limit(n)
         return picked.drop(PRIORITY_COLUMN).toArrow()

@@ -1,0 +1,26 @@
+"""The conformance matrix on the Spark engine: every cell matches the local engine or is refused at validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conformance import BAD_INPUTS, Cell, bad_input_error, cells, check_cell
+
+
+@pytest.mark.parametrize("cell", cells("spark"))
+def test_spark_conforms(
+    cell: Cell, conformance_files: Path, local_reference: Any, tmp_path: Path, spark_session: Any
+) -> None:
+    check_cell(cell, conformance_files, tmp_path, local_reference)
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_INPUTS))
+def test_spark_refuses_bad_input_as_the_local_engine_does(
+    kind: str, conformance_files: Path, tmp_path: Path, spark_session: Any
+) -> None:
+    local = bad_input_error(kind, conformance_files, "local", tmp_path / "local")
+    assert local.startswith("exit 3: data.source:"), local
+    assert bad_input_error(kind, conformance_files, "spark", tmp_path / "spark") == local
