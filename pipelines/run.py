@@ -25,7 +25,7 @@ from pipelines.data.schema import DataPlan, DataProfile, Task, check_columns, in
 from pipelines.data.split import SPLIT_NAMES
 from pipelines.engines import create_engine
 from pipelines.engines.base import Engine, EngineModel, FitContext
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, DataError
 from pipelines.evaluation.metrics import compute_metrics, roc_auc
 from pipelines.models.catalog import get_model
 from pipelines.models.kernels import FeatureMap, fit_nystroem_features, fit_rff_features
@@ -94,12 +94,43 @@ def prepare(spec: JobSpec, engine: Engine, progress: Progress) -> Prepared:
     data = engine.load(plan)
     profile = engine.profile(data, plan)
     task = infer_task(profile, plan)
+    if plan.test_source is not None:
+        profile.test_overlap = count_test_overlap(engine, data, profile, plan, progress)
     dropped = check_columns(profile, plan)
     if dropped:
         progress.warn(f"dropped constant column(s) {', '.join(dropped)}")
     for col in sorted(profile.truncated):
         progress.warn(f"column {col!r} has more than 100000 categories; only the most frequent are tracked")
     return Prepared(plan, data, profile, task, fit_preprocessor(profile, plan, dropped))
+
+
+MAX_TEST_OVERLAP = 0.5  # share of fixed-test rows that are also train/valid rows beyond which a run is refused
+
+
+def count_test_overlap(
+    engine: Engine, data: Any, profile: DataProfile, plan: DataPlan, progress: Progress
+) -> dict[str, Any] | None:
+    """Return how many rows of the fixed test file are also train or valid rows (same row key).
+
+    A test set that repeats training rows measures memory, not generalisation: more than half is
+    refused, any overlap is reported (metrics.json ``test_overlap``).
+    """
+    if profile.test_keys is None:
+        progress.warn("data.test_source: too many test rows to count the ones shared with data.source")
+        return None
+    keys = np.unique(profile.test_keys)
+    found = np.unique(np.concatenate([engine.keys_found(data, keys, split) for split in ("train", "valid")]))
+    test_rows = len(profile.test_keys)
+    shared = int(np.isin(profile.test_keys, found).sum())
+    share = shared / max(test_rows, 1)
+    if share > MAX_TEST_OVERLAP:
+        raise DataError(
+            f"data.test_source: {shared} of its {test_rows} rows are also train/valid rows of {plan.source.text}"
+            f" (same row key, {share:.0%}); the test set must be held out"
+        )
+    if shared:
+        progress.warn(f"data.test_source: {shared} of its {test_rows} rows are also train/valid rows (same row key)")
+    return {"rows": shared, "test_rows": test_rows, "share": round(share, 6)}
 
 
 def fit_feature_map(
@@ -208,6 +239,7 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
                 "classes": [str(c) for c in ctx.task.classes],
                 "rows": split_rows(prepared.profile),
                 "class_counts": class_counts(prepared.profile),
+                "test_overlap": prepared.profile.test_overlap,
                 **result.metrics,
                 "threshold": post.threshold.to_dict() if post.threshold else None,
                 "calibration": spec.model.calibration,

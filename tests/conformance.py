@@ -347,10 +347,35 @@ def _dir_with_a_text_column(files: Path) -> Path:
     return path
 
 
-BAD_INPUTS: dict[str, Callable[[Path], Path]] = {
-    "csv_extra_field": _csv_with_a_long_row,
-    "file_missing_a_column": _dir_missing_a_column,
-    "text_in_a_numeric_column": _dir_with_a_text_column,
+def _nan_labels(files: Path) -> Path:
+    """Return a Parquet file whose float label holds NaN (not null) in a few rows."""
+    path = files / "nan-label.parquet"
+    if not path.exists():
+        table = pa.concat_tables(list(iter_rows("higgs", 2000, 10)))
+        label = table.column("label").to_numpy().astype("float64")
+        label[::97] = float("nan")
+        pq.write_table(table.set_column(table.schema.get_field_index("label"), "label", pa.array(label)), path)
+    return path
+
+
+BAD_INPUTS: dict[str, Callable[[Path], dict[str, Any]]] = {
+    "csv_extra_field": lambda f: {"source": str(_csv_with_a_long_row(f))},
+    "file_missing_a_column": lambda f: {"source": str(_dir_missing_a_column(f))},
+    "text_in_a_numeric_column": lambda f: {"source": str(_dir_with_a_text_column(f))},
+    "nan_labels": lambda f: {"source": str(_nan_labels(f))},
+    # The fixed test file is the training file itself: every test row is a train or valid row.
+    "test_source_is_train": lambda f: {
+        "source": str(_write(f, "higgs", 3000, 11)),
+        "test_source": str(_write(f, "higgs", 3000, 11)),
+    },
+}
+# The start of each refusal's one line (the whole line must be the same on every engine).
+BAD_INPUT_ERRORS = {
+    "csv_extra_field": "exit 3: data.source: cannot read",
+    "file_missing_a_column": "exit 3: data.source: column 'm_bb' is missing from",
+    "text_in_a_numeric_column": "exit 3: data.source: the files of",
+    "nan_labels": "exit 3: data.label: column 'label' has 15 missing values (null, NaN or infinite) in the train split",
+    "test_source_is_train": "exit 3: data.test_source: 3000 of its 3000 rows are also train/valid rows",
 }
 
 
@@ -361,7 +386,7 @@ def bad_input_error(kind: str, files: Path, engine: str, out: Path, address: str
     spec = {
         "name": f"bad-{kind}",
         "seed": 5,
-        "data": {"source": str(BAD_INPUTS[kind](files)), "label": "label"},
+        "data": {**BAD_INPUTS[kind](files), "label": "label"},
         "model": {"name": "logistic_regression"},
         "engine": {"name": engine, "workers": 2, "address": address} if engine != "local" else {"name": "local"},
         "output": {"dir": str(out), "report": False},

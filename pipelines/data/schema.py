@@ -11,11 +11,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.data.sources import Source, file_schemas, open_dataset, resolve_source
-from pipelines.data.split import SPLIT_COLUMN, SPLIT_NAMES, TEST, attach_key_and_split
+from pipelines.data.split import KEY_COLUMN, SPLIT_COLUMN, SPLIT_NAMES, TEST, attach_key_and_split
 from pipelines.errors import ConfigError, DataError
 
 MAX_LABEL_CLASSES = 100
 MAX_TRACKED_CATEGORIES = 100_000
+MAX_TEST_KEYS = 20_000_000  # 160 MB of keys: beyond that the test-file overlap is not counted
 
 
 @dataclass(frozen=True)
@@ -270,10 +271,19 @@ class DataProfile:
     categories: dict[str, Counter] = field(default_factory=dict)  # train only
     category_missing: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> col -> nulls
     truncated: set[str] = field(default_factory=set)
+    # Row keys of the fixed test file's rows (data.test_source), to count those that are also
+    # train or valid rows; None once there are more than MAX_TEST_KEYS.
+    test_keys: np.ndarray | None = field(default_factory=lambda: np.empty(0, np.uint64))
+    test_overlap: dict[str, Any] | None = None  # filled in by the run: test rows shared with train/valid
 
     def merge(self, other: DataProfile) -> DataProfile:
         """Return the profile of both parts together."""
         out = DataProfile(rows=self.rows + other.rows, truncated=self.truncated | other.truncated)
+        if self.test_keys is None or other.test_keys is None:
+            out.test_keys = None
+        else:
+            keys = np.concatenate([self.test_keys, other.test_keys])
+            out.test_keys = keys if len(keys) <= MAX_TEST_KEYS else None
         for split in set(self.labels) | set(other.labels):
             out.labels[split] = self.labels.get(split, Counter()) + other.labels.get(split, Counter())
         for split in set(self.numeric) | set(other.numeric):
@@ -300,8 +310,11 @@ def profile_batch(batch: pa.Table | pa.RecordBatch, plan: DataPlan) -> DataProfi
         c: NumericStats.per_group(numeric_values(batch.column(c)), groups, len(SPLIT_NAMES)) for c in plan.numeric
     }
     categorical = {c: _encoded(text_values(batch.column(c))) for c in plan.categorical}
-    label = _encoded(batch.column(plan.label)) if plan.has_label else None
+    label = _encoded(finite_or_null(batch.column(plan.label))) if plan.has_label else None
     prof = DataProfile()
+    if plan.test_source is not None:
+        keys = np.asarray(batch.column(KEY_COLUMN).to_numpy(zero_copy_only=False)).view(np.uint64)
+        prof.test_keys = keys[split == TEST].copy()
     for code, name in enumerate(SPLIT_NAMES):
         mask = split == code
         n = int(mask.sum())
@@ -315,6 +328,13 @@ def profile_batch(batch: pa.Table | pa.RecordBatch, plan: DataPlan) -> DataProfi
         if name == "train":
             prof.categories.update({c: _counts(enc, mask) for c, enc in categorical.items()})
     return prof
+
+
+def finite_or_null(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """Return a label column with NaN and infinite floats as nulls: a missing label, never a class "nan"."""
+    if not pa.types.is_floating(column.type):
+        return column
+    return pc.if_else(pc.is_finite(column), column, pa.scalar(None, column.type))
 
 
 def _encoded(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list[Any]]:
@@ -405,7 +425,10 @@ def infer_task(profile: DataProfile, plan: DataPlan) -> Task:
     for split in SPLIT_NAMES:
         nulls = profile.labels.get(split, Counter()).get(None, 0)
         if nulls:
-            raise DataError(f"data.label: column {plan.label!r} has {nulls} missing values in the {split} split")
+            raise DataError(
+                f"data.label: column {plan.label!r} has {nulls} missing values (null, NaN or infinite) in the"
+                f" {split} split; remove those rows"
+            )
     train = profile.labels.get("train", Counter())
     if not train:
         raise DataError(f"data.source: the train split is empty ({sum(profile.rows.values())} rows in all)")

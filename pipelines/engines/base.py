@@ -184,6 +184,10 @@ class Engine(ABC):
         """
 
     @abstractmethod
+    def keys_found(self, data: Any, keys: np.ndarray, split: str) -> np.ndarray:
+        """Return the keys of ``keys`` (sorted uint64) that some row of ``split`` has as its row key."""
+
+    @abstractmethod
     def fit(self, data: Any, ctx: FitContext) -> EngineModel:
         """Return the model fitted on the train split (and, where it uses one, valid)."""
 
@@ -203,6 +207,18 @@ def predict_batch(
     x = ctx.features(batch)
     keys = np.asarray(batch.column(key_column).to_numpy())
     return prediction_batch(keys, ctx.labels(batch), model.predict(x), ctx.output)
+
+
+def keys_in(batch: pa.Table | pa.RecordBatch, keys: np.ndarray, code: int) -> np.ndarray:
+    """Return the keys of the sorted array ``keys`` that rows of split ``code`` in ``batch`` have."""
+    from pipelines.data.split import KEY_COLUMN, SPLIT_COLUMN
+
+    split = np.asarray(batch.column(SPLIT_COLUMN).to_numpy(zero_copy_only=False))
+    mine = np.asarray(batch.column(KEY_COLUMN).to_numpy(zero_copy_only=False)).view(np.uint64)[split == code]
+    if not len(keys) or not len(mine):
+        return np.empty(0, np.uint64)
+    at = np.minimum(np.searchsorted(keys, mine), len(keys) - 1)
+    return np.unique(mine[keys[at] == mine])
 
 
 def prediction_batch(keys: np.ndarray, y: np.ndarray, values: np.ndarray, output: str) -> pa.RecordBatch:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conformance import BAD_INPUTS, Cell, bad_input_error, cells, check_cell
+from tests.conformance import BAD_INPUT_ERRORS, BAD_INPUTS, Cell, bad_input_error, cells, check_cell
 
 
 @pytest.mark.parametrize("cell", cells("dask"))
@@ -22,5 +22,5 @@ def test_dask_refuses_bad_input_as_the_local_engine_does(
     kind: str, conformance_files: Path, tmp_path: Path, dask_address: str
 ) -> None:
     local = bad_input_error(kind, conformance_files, "local", tmp_path / "local")
-    assert local.startswith("exit 3: data.source:"), local
+    assert local.startswith(BAD_INPUT_ERRORS[kind]), local
     assert bad_input_error(kind, conformance_files, "dask", tmp_path / "dask", dask_address) == local

@@ -54,10 +54,7 @@ def _keys(engine_name: str, raw: dict, address: str | None = None) -> pa.Table:
     plan = make_plan(spec.data, spec.seed)
     with create_engine(spec.engine, spec.seed) as engine:
         data = engine.load(plan)
-        if engine_name == "local":
-            table = data.table
-        else:
-            table = pa.concat_tables(engine.client.gather(data.tables))
+        table = data.table if engine_name == "local" else pa.concat_tables(engine.client.gather(data.tables))
     return table.select([KEY_COLUMN, SPLIT_COLUMN]).sort_by(KEY_COLUMN)
 
 

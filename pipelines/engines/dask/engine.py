@@ -24,7 +24,7 @@ import pyarrow as pa
 from pipelines.data.reader import contiguous_units, sliced_units, source_units
 from pipelines.data.schema import DataPlan, DataProfile
 from pipelines.data.split import SPLIT_NAMES
-from pipelines.engines.base import Engine, EngineModel, FitContext, prediction_batch
+from pipelines.engines.base import Engine, EngineModel, FitContext, keys_in, prediction_batch
 from pipelines.engines.dask import blocks as on_worker
 from pipelines.errors import DataError, EngineError, first_line
 from pipelines.models.catalog import Param
@@ -252,6 +252,14 @@ class DaskEngine(Engine):
         priority = np.concatenate([f[0] for f in found])
         rows = pa.concat_tables([f[1] for f in found])
         return rows.take(pa.array(np.argsort(priority, kind="stable")[:n]))
+
+    def keys_found(self, data: DaskData, keys: np.ndarray, split: str) -> np.ndarray:
+        """Return the keys of ``keys`` that rows of ``split`` have (looked up where each table is)."""
+        with self._on_cluster():
+            [shared] = self.client.scatter([keys], broadcast=True, hash=False)
+            code = SPLIT_NAMES.index(split)
+            found = self._gather([self.client.submit(keys_in, t, shared, code) for t in data.tables])
+        return np.unique(np.concatenate([np.empty(0, np.uint64), *found]))
 
     def _blocks(self, data: DaskData, ctx: FitContext, split: str) -> list[Any]:
         """Return futures of the split's feature blocks, built once per preprocessing."""

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from pipelines.data.reader import read_units, source_units
 from pipelines.data.schema import DataPlan, DataProfile, profile_batch
 from pipelines.data.split import KEY_COLUMN, SPLIT_COLUMN, SPLIT_NAMES
-from pipelines.engines.base import Engine, EngineModel, FitContext, predict_batch
+from pipelines.engines.base import Engine, EngineModel, FitContext, keys_in, predict_batch
 from pipelines.errors import DataError
 from pipelines.models.fitted import BoosterModel, SklearnModel
 from pipelines.models.kernels import landmark_priority
@@ -105,6 +105,10 @@ class LocalEngine(Engine):
         train = data.rows(split)
         priority = landmark_priority(np.asarray(train.column(KEY_COLUMN).to_numpy()), seed)
         return train.take(pa.array(np.argsort(priority, kind="stable")[:n]))
+
+    def keys_found(self, data: LocalData, keys: np.ndarray, split: str) -> np.ndarray:
+        """Return the keys of ``keys`` that rows of ``split`` have."""
+        return keys_in(data.table, keys, SPLIT_NAMES.index(split))
 
     def fit(self, data: LocalData, ctx: FitContext) -> EngineModel:
         """Return the estimator fitted on the train split with class weights as sample weights."""

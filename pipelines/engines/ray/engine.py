@@ -33,7 +33,7 @@ import pyarrow as pa
 from pipelines.data.reader import balanced_units, contiguous_units, source_units
 from pipelines.data.schema import DataPlan, DataProfile
 from pipelines.data.split import SPLIT_NAMES
-from pipelines.engines.base import Engine, EngineModel, FitContext
+from pipelines.engines.base import Engine, EngineModel, FitContext, keys_in
 from pipelines.engines.ray import tasks
 from pipelines.errors import ConfigError, DataError, EngineError, ScaleclfError, first_line
 from pipelines.models.catalog import Param
@@ -318,6 +318,11 @@ class RayEngine(Engine):
         table = pa.concat_tables(self._per_block(f"sampling {split} rows", tasks.landmarks, data, code, n, seed))
         order = np.argsort(np.asarray(table.column("__priority").to_numpy()), kind="stable")[:n]
         return table.take(pa.array(order)).drop_columns(["__priority"])
+
+    def keys_found(self, data: RayData, keys: np.ndarray, split: str) -> np.ndarray:
+        """Return the keys of ``keys`` that rows of ``split`` have (one task per block)."""
+        found = self._per_block("looking up test rows", keys_in, data, keys, SPLIT_NAMES.index(split))
+        return np.unique(np.concatenate([np.empty(0, np.uint64), *found]))
 
     # --- fit ---
 

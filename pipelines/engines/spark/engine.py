@@ -30,7 +30,7 @@ from pipelines.data.reader import Unit, read_units, sliced_units, source_units
 from pipelines.data.schema import DataPlan, DataProfile, profile_batch
 from pipelines.data.sources import Source
 from pipelines.data.split import KEY_COLUMN, SPLIT_COLUMN, SPLIT_NAMES
-from pipelines.engines.base import Engine, EngineModel, FitContext, prediction_batch
+from pipelines.engines.base import Engine, EngineModel, FitContext, keys_in, prediction_batch
 from pipelines.engines.spark import jvm
 from pipelines.errors import ArtifactError, ConfigError, DataError, EngineError
 from pipelines.models.catalog import Param
@@ -383,6 +383,25 @@ class SparkEngine(Engine):
         schema = StructType([*train.schema.fields, StructField(PRIORITY_COLUMN, LongType(), False)])
         picked = train.mapInArrow(_priority_batches(seed), schema).orderBy(PRIORITY_COLUMN).limit(n)
         return picked.drop(PRIORITY_COLUMN).toArrow()
+
+    def keys_found(self, data: SparkData, keys: np.ndarray, split: str) -> np.ndarray:
+        """Return the keys of ``keys`` that rows of ``split`` have (looked up in the executors)."""
+        from pyspark.sql.types import LongType, StructField, StructType
+
+        shared = self.session.sparkContext.broadcast(keys)
+        code = SPLIT_NAMES.index(split)
+
+        def found(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            for batch in batches:
+                hits = keys_in(batch, shared.value, code).view(np.int64)
+                yield pa.RecordBatch.from_arrays([pa.array(hits, pa.int64())], names=["key"])
+
+        schema = StructType([StructField("key", LongType(), False)])
+        try:
+            table = data.frame.mapInArrow(found, schema).toArrow()
+        finally:
+            shared.unpersist()
+        return np.unique(np.asarray(table.column("key").to_numpy()).view(np.uint64))
 
     def _workers(self) -> int:
         slots = self.task_slots
