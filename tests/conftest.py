@@ -92,14 +92,16 @@ def conformance_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def local_reference(conformance_files: Path, tmp_path_factory: pytest.TempPathFactory):
     """Return a function giving the local engine's metrics for a conformance cell (fitted once per session)."""
-    from tests.conformance import Cell, rows_for, run_cell
+    import json
+
+    from tests.conformance import Cell, run_cell, spec_for
 
     out = tmp_path_factory.mktemp("conformance-local")
-    cache: dict[tuple[str, str, int], dict] = {}
+    cache: dict[str, dict] = {}
 
     def reference(cell: Cell) -> dict:
-        """Return the local run of ``cell``'s data case and model, on the same rows the engine reads."""
-        key = (cell.case, cell.model, rows_for(cell))
+        """Return the local run of ``cell``'s data case and model, on the same rows and with the same params."""
+        key = json.dumps(spec_for(cell, conformance_files, "local", out), sort_keys=True)
         if key not in cache:
             got = run_cell(cell, conformance_files, "local", out)
             assert isinstance(got, dict), f"the local engine refused {cell.id}: {got}"
@@ -107,3 +109,49 @@ def local_reference(conformance_files: Path, tmp_path_factory: pytest.TempPathFa
         return cache[key]
 
     return reference
+
+
+class Listeners:
+    """Every listening socket of this process and its children, polled while a block runs."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, str, int]] = set()
+
+    def poll(self) -> None:
+        """Record the listening sockets of the process tree right now."""
+        import psutil
+
+        me = psutil.Process()
+        for proc in [me, *me.children(recursive=True)]:
+            try:
+                for conn in proc.net_connections(kind="inet"):
+                    if conn.status == psutil.CONN_LISTEN:
+                        self.seen.add((proc.name(), conn.laddr.ip, conn.laddr.port))
+            except (psutil.Error, OSError):
+                continue
+
+    @property
+    def off_loopback(self) -> list[tuple[str, str, int]]:
+        """Return the listeners bound to anything but 127.0.0.1 / ::1."""
+        return sorted(s for s in self.seen if s[1] not in ("127.0.0.1", "::1"))
+
+
+@pytest.fixture
+def listeners():
+    """Yield a Listeners recorder polled every 50 ms on a thread for the test's duration."""
+    import threading
+
+    found, stop = Listeners(), threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            found.poll()
+            stop.wait(0.05)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield found
+    finally:
+        stop.set()
+        thread.join()

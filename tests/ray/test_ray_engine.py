@@ -86,19 +86,22 @@ def test_decision_tree_reloads_and_rescores_the_same_rows(ray_address: str, tmp_
 
 def test_unknown_option_is_a_config_error() -> None:
 
-    job = build_spec(spec("synthetic:higgs", "xgboost", "ray", Path("runs"), options={"nthreads": 2}))
-    with pytest.raises(ConfigError, match=r"engine.options.nthreads"):
-        RayEngine(job.engine, job.seed)
+    # Refused at spec validation, before any data is read or Ray started.
+    with pytest.raises(ConfigError, match=r"engine.options.nthreads: unknown option for ray \(allowed: num_cpus"):
+        build_spec(spec("synthetic:higgs", "xgboost", "ray", Path("runs"), options={"nthreads": 2}))
 
 
-def test_local_ray_trains_without_an_address(tmp_path: Path) -> None:
-    # No engine.address: a fresh local Ray instance, never the running cluster.
-    job = spec("builtin:breast_cancer", "naive_bayes", "ray", tmp_path)
+def test_local_ray_trains_without_an_address_on_loopback_only(tmp_path: Path, listeners: Any) -> None:
+    # No engine.address: a fresh local Ray instance, never the running cluster; every one of its
+    # processes (GCS, raylet, workers, Ray Train's actors) listens on 127.0.0.1 only.
+    job = spec("builtin:breast_cancer", "xgboost", "ray", tmp_path)
     job["data"] = {"source": "builtin:breast_cancer", "label": "target"}
     run_dir = train(build_spec(job))
     facts = metrics(run_dir)["engine_info"]
     assert facts["address"] == "local"
     assert metrics(run_dir)["test"]["auc"] > 0.95
+    assert any("gcs" in s[0] or "raylet" in s[0] for s in listeners.seen), listeners.seen
+    assert listeners.off_loopback == []
 
 
 def test_unreachable_address_is_one_line_and_no_run_directory(tmp_path: Path, cli: Any) -> None:

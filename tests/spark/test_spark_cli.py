@@ -73,7 +73,7 @@ def test_spark_too_many_workers_and_unknown_option(cli, tmp_path: Path) -> None:
     result = cli("train", config, "--set", "engine.options.gbt_multiclass=ova")
     assert result.code == 2
     assert result.err.strip().splitlines()[-1] == (
-        "error: config error: engine.options.gbt_multiclass: 'ova' is not one of softmax, ovr"
+        "error: config error: engine.options.gbt_multiclass: 'ova' is not allowed (allowed: softmax, ovr)"
     )
 
 

@@ -145,9 +145,13 @@ class DaskEngine(Engine):
             processes=True,
             host="127.0.0.1",
             scheduler_port=0,
-            dashboard_address=None,
+            # Every listener on loopback: the scheduler's and workers' HTTP servers (metrics) too,
+            # which distributed otherwise binds to every interface.
+            dashboard_address="127.0.0.1:0",
+            worker_dashboard_address="127.0.0.1:0",
             memory_limit=self.options["memory_limit"],
-            silence_logs=logging.ERROR,
+            # A worker's death is reported as one EngineError line; its nanny would log a traceback.
+            silence_logs=logging.CRITICAL,
         )
         self.client = Client(self.cluster)
         self.address = self.cluster.scheduler_address
@@ -204,11 +208,18 @@ class DaskEngine(Engine):
         from concurrent.futures import CancelledError
 
         from distributed.comm.core import CommClosedError
+        from distributed.scheduler import KilledWorker
 
         try:
             yield
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise DataError(f"data.source: cannot read the data: {first_line(exc)}") from None
+        except KilledWorker as exc:
+            worker = getattr(exc.last_worker, "address", "a worker")
+            raise EngineError(
+                f"engine dask: {worker} died while running {exc.task!r} (killed, or out of memory:"
+                " see engine.options.memory_limit)"
+            ) from None
         except Exception as exc:
             lost = self.client is None or self.client.status != "running"
             if not (lost or isinstance(exc, ConnectionError | CommClosedError | TimeoutError | CancelledError)):
@@ -327,9 +338,20 @@ class DaskEngine(Engine):
         w = y.map_blocks(lambda v: weights[v], dtype=np.float64) if weights is not None else None
         params, rounds = xgboost_params(ctx.model.name, ctx.params, ctx.problem)
         threads = max(self.threads)
+        from distributed.comm import get_address_host
+        from xgboost.collective import Config
+
+        # The Rabit tracker runs in the scheduler: it listens where the scheduler does (loopback for a
+        # LocalCluster), not on the machine's network address xgboost would pick.
+        tracker = Config(tracker_host_ip=get_address_host(self.client.scheduler.address))
         matrix = dxgb.DaskQuantileDMatrix(self.client, x, y, weight=w, max_bin=params.get("max_bin", 256))
         out = dxgb.train(
-            self.client, {**params, "nthread": threads}, matrix, num_boost_round=rounds, verbose_eval=False
+            self.client,
+            {**params, "nthread": threads},
+            matrix,
+            num_boost_round=rounds,
+            verbose_eval=False,
+            coll_cfg=tracker,
         )
         return BoosterModel.from_booster(out["booster"], ctx.task.n_classes)
 

@@ -264,11 +264,10 @@ class RayEngine(Engine):
         return per_worker
 
     def _run(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Return ``fn()``; a task's scaleclf error surfaces as itself, anything else as one EngineError line."""
         try:
             return fn()
-        except ScaleclfError:
-            raise
-        except Exception as exc:  # Ray wraps task errors; surface ours, or one line
+        except Exception as exc:  # Ray wraps task errors (their text holds the remote traceback)
             cause = _cause(exc)
             if isinstance(cause, ScaleclfError):
                 raise cause from None

@@ -104,10 +104,12 @@ class SparkModel(EngineModel):
         from pyspark.ml.classification import OneVsRestModel
 
         stage = self.pipeline.stages[-1]
-        if hasattr(stage, "get_booster"):
+        if hasattr(stage, "get_booster"):  # xgboost.spark: its saved booster keeps no training parameters
             from pipelines.models.fitted import booster_settings
 
-            return booster_settings(stage.get_booster())
+            params = {param.name: value for param, value in stage.extractParamMap().items() if value is not None}
+            extra = params.pop("arbitrary_params_dict", {}) or {}
+            return booster_settings(stage.get_booster()) | params | extra
         if isinstance(stage, OneVsRestModel):
             stage = stage.models[0]
         return {param.name: value for param, value in stage.extractParamMap().items()}
