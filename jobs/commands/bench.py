@@ -14,7 +14,7 @@ def bench(
     config: Annotated[Path, typer.Argument(help="Job spec (YAML) to benchmark.")],
     engines: Annotated[str, typer.Option("--engines", help="Comma-separated engines.")] = "local",
     rows: Annotated[str | None, typer.Option("--rows", help="Comma-separated row counts (synthetic sources).")] = None,
-    out: Annotated[Path, typer.Option("--out", help="Directory for bench.json and bench.png.")] = Path("bench"),
+    out: Annotated[Path, typer.Option("--out", help="Directory for bench.json and bench.png.")] = Path("out/bench"),
     repeats: Annotated[int, typer.Option("--repeats", min=1, help="Runs of each side per engine and size.")] = 3,
     baselines: Annotated[
         str | None,

@@ -22,7 +22,7 @@ def compare(
         list[str] | None,
         typer.Option("--address", help="ENGINE=ADDRESS of a running cluster for that engine. Repeatable."),
     ] = None,
-    out: Annotated[Path, typer.Option("--out", help="Directory for compare.json and the runs.")] = Path("compare"),
+    out: Annotated[Path, typer.Option("--out", help="Directory for compare.json and the runs.")] = Path("out/compare"),
     set_: SetOption = None,
     quiet: QuietOption = False,
     debug: DebugOption = False,

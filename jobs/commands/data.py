@@ -16,7 +16,10 @@ app = typer.Typer(help="Generate and inspect datasets.", no_args_is_help=True)
 def generate(
     name: Annotated[str, typer.Argument(help="Synthetic task: higgs, imbalanced, multiclass, moons, circles, churn.")],
     rows: Annotated[int, typer.Option("--rows", help="Number of rows.")],
-    out: Annotated[Path, typer.Option("--out", help="x.parquet, x.csv, or a directory of Parquet parts.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="x.parquet, x.csv, or a directory of Parquet parts (default out/data/NAME-ROWS.parquet)."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Generator seed.")] = 0,
     quiet: QuietOption = False,
     debug: DebugOption = False,
@@ -25,6 +28,7 @@ def generate(
     from pipelines.data.synthetic import write_dataset
     from pipelines.progress import Progress, stdout
 
+    out = out or Path("out") / "data" / f"{name}-{rows}.parquet"
     progress = Progress(quiet=quiet)
     with progress.stage("generate_s", f"generated {rows} rows of {name}"):
         write_dataset(name, rows, out, seed=seed)
