@@ -18,7 +18,9 @@ def generate(
     rows: Annotated[int, typer.Option("--rows", help="Number of rows.")],
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="x.parquet, x.csv, or a directory of Parquet parts (default out/data/NAME-ROWS.parquet)."),
+        typer.Option(
+            "--out", help="x.parquet, x.csv or a directory of Parquet parts; default out/data/NAME-ROWS.parquet."
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Generator seed.")] = 0,
     quiet: QuietOption = False,
