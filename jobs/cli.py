@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import click
 import typer
 from typer.main import get_command
 
-from jobs.commands import bench, compare, data, evaluate, federate, models, predict, schema, train
+from jobs.commands import CONTEXT, bench, compare, data, evaluate, federate, models, predict, schema, train
 from pipelines.errors import ScaleclfError
 from pipelines.process_exit import run_main
 
@@ -18,7 +18,7 @@ app = typer.Typer(
     name="scaleclf",
     help="Train and evaluate classifiers on local, Spark, Dask, Ray or federated engines from one job spec.",
     no_args_is_help=True,
-    add_completion=False,
+    context_settings=CONTEXT,
     pretty_exceptions_enable=False,
 )
 app.command("train")(train.train)
@@ -32,6 +32,23 @@ app.command("models")(models.models)
 app.add_typer(data.app, name="data")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from pipelines import __version__
+
+        print(f"scaleclf {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Train and evaluate classifiers on local, Spark, Dask, Ray or federated engines from one job spec."""
+
+
 def _fail(message: str, code: int) -> NoReturn:
     sys.stderr.write(f"error: {message}\n")
     raise SystemExit(code)
@@ -41,14 +58,13 @@ def _one_line_warning(message: Any, category: type[Warning], *_: Any, **__: Any)
     sys.stderr.write(f"warning: {category.__name__}: {' '.join(str(message).split())}\n")
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; errors print one line on stderr (a traceback only with ``--debug``)."""
-    args = sys.argv[1:] if argv is None else argv
+def invoke(command: click.Command, args: list[str], prog: str) -> None:
+    """Run ``command`` on ``args``; errors print one line on stderr (a traceback only with --debug)."""
     debug = "--debug" in args
     if not debug:
         warnings.showwarning = _one_line_warning
     try:
-        code = get_command(app).main(args=args, prog_name="scaleclf", standalone_mode=False)
+        code = command.main(args=args, prog_name=prog, standalone_mode=False)
     except ScaleclfError as exc:
         if debug:
             raise
@@ -65,6 +81,11 @@ def main(argv: list[str] | None = None) -> None:
         text = " ".join(str(exc).split()) or "no message"
         _fail(f"{type(exc).__name__}: {text} (run with --debug for the traceback)", 1)
     raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the ``scaleclf`` CLI on ``argv`` (default: the process arguments)."""
+    invoke(get_command(app), sys.argv[1:] if argv is None else argv, "scaleclf")
 
 
 def run() -> None:

@@ -1,37 +1,38 @@
-"""Train a job spec on a running Dask cluster: ``python jobs/dask_train.py CONFIG [ADDRESS] [--set KEY=VALUE]...``.
+"""Train a job spec on a running Dask cluster: ``python jobs/dask_train.py CONFIG [--address ADDRESS] [OPTIONS]``.
 
-The entry point a user runs next to a cluster started by ``infra/dask/start.sh`` (ADDRESS
-defaults to tcp://127.0.0.1:8786); without a cluster use ``scaleclf train CONFIG --engine dask``,
-which starts a LocalCluster. Prints the run directory as the last line.
+The entry point a user runs next to a cluster started by ``infra/dask/start.sh``; it is
+``scaleclf train --engine dask`` with ``--address`` defaulting to that cluster. Without a cluster
+use ``scaleclf train CONFIG --engine dask``, which starts a LocalCluster.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from pipelines.errors import ScaleclfError
+import click
+
+DEFAULT_ADDRESS = "tcp://127.0.0.1:8786"
+
+
+def command() -> click.Command:
+    """Return the script's command: ``scaleclf train`` on the Dask engine."""
+    from jobs.commands.train import job_command
+
+    return job_command(
+        "dask",
+        address=DEFAULT_ADDRESS,
+        help="Train CONFIG on the Dask scheduler at --address and print the run directory as the last line.",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse the arguments, train on the Dask scheduler and print the run directory."""
-    parser = argparse.ArgumentParser(prog="dask_train.py", description=__doc__.splitlines()[0])
-    parser.add_argument("config", help="job spec (YAML)")
-    parser.add_argument("address", nargs="?", default="tcp://127.0.0.1:8786", help="Dask scheduler address")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
+    """Run the script; ``CONFIG ADDRESS`` (the old positional form) still works."""
+    from jobs.cli import invoke
 
-    from pipelines.progress import Progress
-    from pipelines.run import train
-    from pipelines.spec import load_spec
-
-    try:
-        spec = load_spec(args.config, [*args.overrides, f"engine.address={args.address}"], engine="dask")
-        run_dir = train(spec, Progress(quiet=False))
-    except ScaleclfError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        raise SystemExit(exc.exit_code) from None
-    print(run_dir)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) > 1 and not args[0].startswith("-") and not args[1].startswith("-"):
+        args = [args[0], "--address", *args[1:]]
+    invoke(command(), args, "python jobs/dask_train.py")
 
 
 if __name__ == "__main__":

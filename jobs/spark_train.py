@@ -1,47 +1,55 @@
-"""spark-submit entry point: ``spark-submit jobs/spark_train.py CONFIG [CONFIG...] [--set KEY=VALUE]... [--out DIR]``.
+"""spark-submit entry point: ``spark-submit jobs/spark_train.py CONFIG [CONFIG...] [OPTIONS]``.
 
-The master, cores and memory come from spark-submit (``--master``, ``conf/spark-defaults.conf``);
-this script starts the session spark-submit configured, runs ``scaleclf train --engine spark``
-inside it (same spec, same errors, same run directory) and prints the run directory last.
-Several CONFIGs train one after the other in the same session (one application, one set of
-executors), each with the same ``--set``/``--out`` options; each prints its run directory,
-and the first failure stops the job with its exit code.
+It is ``scaleclf train --engine spark`` inside the session spark-submit configured: the master,
+cores and memory come from spark-submit (``--master``, ``conf/spark-defaults.conf``). Several
+CONFIGs train one after the other in one application (one set of executors), each with the same
+options, each printing its run directory; the first failure stops the job with its exit code.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
 
 
-def main(argv: list[str]) -> None:
-    """Train the spec on the Spark session spark-submit set up; exit with scaleclf's exit codes."""
+@contextmanager
+def submitted_session(configs: list[Path]) -> Iterator[None]:
+    """Start the session spark-submit configured for the whole job, and stop it at the end."""
     from pyspark.sql import SparkSession
 
-    from jobs.cli import main as cli_main
+    from pipelines.errors import EngineError
 
-    if not argv or argv[0].startswith("-"):
-        sys.stderr.write(
-            "usage: spark-submit jobs/spark_train.py CONFIG [CONFIG...] [--set KEY=VALUE]... [--out DIR]\n"
-        )
-        raise SystemExit(2)
-    n_configs = next((i for i, arg in enumerate(argv) if arg.startswith("-")), len(argv))
-    configs, options = argv[:n_configs], argv[n_configs:]
     try:
-        spark = SparkSession.builder.appName(f"scaleclf {' '.join(configs)}").getOrCreate()
-    except Exception as exc:  # no JVM, bad master URL: one line, as the CLI reports errors
-        sys.stderr.write(f"error: engine spark: cannot start the Spark session: {str(exc).splitlines()[0]}\n")
-        raise SystemExit(4) from None
-    spark.sparkContext.setLogLevel("ERROR")
+        spark = SparkSession.builder.appName(f"scaleclf {' '.join(map(str, configs))}").getOrCreate()
+    except Exception as exc:  # no JVM, bad master URL
+        raise EngineError(f"engine spark: cannot start the Spark session: {str(exc).splitlines()[0]}") from None
     try:
-        for config in configs:
-            try:
-                cli_main(["train", config, "--engine", "spark", *options])
-            except SystemExit as exc:
-                if exc.code not in (0, None):
-                    raise
+        yield
     finally:
         spark.stop()
 
 
+def command() -> click.Command:
+    """Return the script's command: ``scaleclf train`` on the Spark engine, one or more CONFIGs."""
+    from jobs.commands.train import job_command
+
+    return job_command(
+        "spark",
+        several=submitted_session,
+        help="Train each CONFIG in the Spark application spark-submit started; print each run directory.",
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the script with scaleclf's one-line errors and exit codes."""
+    from jobs.cli import invoke
+
+    invoke(command(), list(sys.argv[1:] if argv is None else argv), "spark-submit jobs/spark_train.py")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

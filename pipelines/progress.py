@@ -15,10 +15,13 @@ class Progress:
 
     On a terminal a spinner runs while a stage works; elsewhere (CI, pipes) one line is
     printed when each stage ends. ``quiet`` prints nothing. Timings are kept either way.
+    ``verbose`` asks for library warnings and engine logs on the terminal as well as in the
+    run's log file (``pipelines.logs``).
     """
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self, quiet: bool = False, verbose: bool = False) -> None:
         self.quiet = quiet
+        self.verbose = verbose
         self.console = Console(stderr=True, highlight=False, soft_wrap=True)
         self.timings: dict[str, float] = {}
 

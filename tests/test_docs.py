@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import os
 import re
 import shlex
 from collections.abc import Iterator
+from pathlib import Path
 
 import click
 import pytest
@@ -18,6 +20,7 @@ pytestmark = pytest.mark.local
 PAGES = sorted([REPO / "README.md", REPO / "BENCHMARKS.md", *(REPO / "docs").rglob("*.md")])
 MATRIX = re.compile(r"<!-- support-matrix:start -->\n(.*?)<!-- support-matrix:end -->", re.S)
 # What may precede a command on a doc line: environment settings, the bench lock, a timer.
+EAGER = {"--version", "--install-completion", "--show-completion"}
 SHELL_OPERATORS = {">", ">>", "2>", "|", "&&", ";"}
 PREFIX = re.compile(r"^(?:[A-Z_][A-Z0-9_]*=\S*\s+|flock\s+\S+\s+|/usr/bin/time(?:\s+-v)?\s+)+")
 
@@ -39,8 +42,10 @@ def shown_commands() -> Iterator[tuple[str, str]]:
                 continue
             pending = ""
             text = PREFIX.sub("", text.split(" #")[0].strip())
+            text = text.split(" -- ", 1)[1] if " -- python -m jobs." in text else text  # ray job submit ... -- CMD
             first = text.split(" ", 1)[0]
-            if first in ("scaleclf", "make") or (first.startswith("infra/") and not first.endswith("/")):
+            script = first in ("scaleclf", "make") or (first.startswith("infra/") and not first.endswith("/"))
+            if script or text.startswith(("python jobs/", "python -m jobs.")):
                 yield f"{page.relative_to(REPO)}:{start}", text
 
 
@@ -57,10 +62,28 @@ def _root() -> click.Command:
 
 def _entry_point(argv: list[str]) -> tuple[click.Command, list[str]]:
     """Return the click command a doc line runs and the arguments it gives that command."""
-    command, args = _root(), argv[1:]
-    while isinstance(command, click.Group) and args and args[0] in command.commands:
-        command, args = command.commands[args[0]], args[1:]
-    return command, args
+    if argv[0] == "python":  # python jobs/dask_train.py ARGS, python -m jobs.ray_train ARGS
+        module = argv[2] if argv[1] == "-m" else "jobs." + Path(argv[1]).stem
+        return importlib.import_module(module).command(), argv[3:] if argv[1] == "-m" else argv[2:]
+    if argv[0] == "infra/spark/submit.sh":  # spark-submit jobs/spark_train.py ARGS
+        args = argv[3:] if argv[1:2] == ["--master"] else argv[1:]
+        return importlib.import_module("jobs.spark_train").command(), args
+    return _root(), argv[1:]
+
+
+def _parse(command: click.Command, args: list[str], name: str, parent: click.Context | None = None) -> None:
+    """Parse ``args`` as the command line would, descending into groups; -h/--help must exit 0."""
+    try:
+        ctx = command.make_context(name, list(args), parent=parent)
+    except click.exceptions.Exit as exc:
+        assert exc.exit_code == 0
+        return
+    rest = [*getattr(ctx, "_protected_args", []), *ctx.args]
+    if isinstance(command, click.Group) and rest:
+        sub_name, sub, sub_args = command.resolve_command(ctx, rest)
+        assert sub is not None and sub_name is not None
+        _parse(sub, ["--help"], sub_name, ctx)
+        _parse(sub, sub_args, sub_name, ctx)
 
 
 @pytest.mark.parametrize(("where", "line"), COMMANDS, ids=[w for w, _ in COMMANDS])
@@ -71,7 +94,7 @@ def test_every_command_shown_in_the_docs_is_valid(where: str, line: str) -> None
         wanted = [a for a in argv[1:] if "=" not in a]
         assert wanted and set(wanted) <= targets, f"{where}: make {' '.join(wanted)}: no such target"
         return
-    if argv[0].startswith("infra/"):
+    if argv[0].startswith("infra/") and argv[0] != "infra/spark/submit.sh":
         script = REPO / argv[0]
         assert script.is_file() and os.access(script, os.X_OK), f"{where}: {argv[0]} is not an executable script"
         for word in argv[1:2]:  # a subcommand such as start / stop must be one the script handles
@@ -79,10 +102,13 @@ def test_every_command_shown_in_the_docs_is_valid(where: str, line: str) -> None
                 assert re.search(rf"\b{word}\)", script.read_text()), f"{where}: {argv[0]} has no {word!r}"
         return
     command, args = _entry_point(argv)
-    help_result = command.main(args=["--help"], prog_name=argv[0], standalone_mode=False)
-    assert help_result in (None, 0)
+    assert command.main(args=["--help"], prog_name=argv[0], standalone_mode=False) in (None, 0)
+    eager = EAGER & set(args)
+    if eager:  # parsing would run them (print, or install into the shell's rc file): check they exist
+        assert eager <= {o for p in command.params for o in p.opts}, f"{where}: unknown {eager}"
+        return
     # Parsing the shown arguments checks every option exists, choices are valid and nothing is missing.
-    command.make_context(argv[0], list(args), resilient_parsing=False)
+    _parse(command, args, argv[0])
 
 
 def test_the_readme_support_matrix_is_what_scaleclf_models_prints() -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from jobs.commands import DebugOption, QuietOption, SetOption
+from jobs.commands import DebugOption, QuietOption, SetOption, VerboseOption
 
 
 def bench(
@@ -22,6 +22,7 @@ def bench(
     ] = None,
     set_: SetOption = None,
     quiet: QuietOption = False,
+    verbose: VerboseOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Time the spec on each engine beside its raw baseline; print the table, write bench.json."""
@@ -38,6 +39,8 @@ def bench(
     except ValueError:
         raise ConfigError(f"--rows: expected comma-separated integers, got {rows!r}") from None
     raw = None if baselines is None else [e.strip() for e in baselines.split(",") if e.strip()]
-    report = run_bench(spec, names, sizes, out, repeats=repeats, progress=Progress(quiet=quiet), baselines=raw)
+    report = run_bench(
+        spec, names, sizes, out, repeats=repeats, progress=Progress(quiet=quiet, verbose=verbose), baselines=raw
+    )
     print(format_table(report))
     stdout(str(out / "bench.json"))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from jobs.commands import DebugOption, QuietOption, SetOption
+from jobs.commands import DebugOption, QuietOption, SetOption, VerboseOption
 
 
 def compare(
@@ -25,6 +25,7 @@ def compare(
     out: Annotated[Path, typer.Option("--out", help="Directory for compare.json and the runs.")] = Path("out/compare"),
     set_: SetOption = None,
     quiet: QuietOption = False,
+    verbose: VerboseOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Train the spec on each engine and print every run's test metrics with its gap to the first engine."""
@@ -43,7 +44,7 @@ def compare(
         addresses[engine.strip()] = where.strip()
     names = [e.strip() for e in engines.split(",") if e.strip()]
     chosen = [m.strip() for m in models.split(",") if m.strip()] if models else [spec.model.name]
-    entries = run_compare(spec, names, chosen, out, addresses, Progress(quiet=quiet))
+    entries = run_compare(spec, names, chosen, out, addresses, Progress(quiet=quiet, verbose=verbose))
     print(format_table(entries))
     stdout(str(out / "compare.json"))
     if any(e.error for e in entries):

@@ -1,4 +1,4 @@
-"""``scaleclf data``: generate synthetic datasets."""
+"""``scaleclf data``: generate synthetic datasets and list the datasets scaleclf knows."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from jobs.commands import DebugOption, QuietOption
+from jobs.commands import CONTEXT, DebugOption, QuietOption
 
-app = typer.Typer(help="Generate and inspect datasets.", no_args_is_help=True)
+app = typer.Typer(help="Generate and inspect datasets.", no_args_is_help=True, context_settings=CONTEXT)
 
 
 @app.command("generate")
@@ -38,7 +38,7 @@ def generate(
 
 
 @app.command("list")
-def list_datasets() -> None:
+def list_datasets(quiet: QuietOption = False, debug: DebugOption = False) -> None:
     """List the synthetic and builtin datasets."""
     from pipelines.data.builtin import BUILTIN
     from pipelines.data.synthetic import GENERATORS

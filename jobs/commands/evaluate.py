@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from jobs.commands import DebugOption, EngineOption, QuietOption
+from jobs.commands import DebugOption, EngineOption, QuietOption, VerboseOption
 from jobs.commands.predict import SplitOption
 
 
@@ -18,15 +18,18 @@ def evaluate(
     split: SplitOption = "auto",
     engine: EngineOption = None,
     quiet: QuietOption = False,
+    verbose: VerboseOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Print the metrics (JSON) of the saved model on ``--data``, computed as train computes them."""
+    """Print the metrics (JSON) of the saved model on the --data rows, computed as train computes them."""
     from pipelines.errors import ConfigError
     from pipelines.evaluation.metrics import compute_metrics
     from pipelines.progress import Progress, stdout
     from pipelines.scoring import score
 
-    run, preds, proba, used = score(run_dir, data, split=split, engine_name=engine, progress=Progress(quiet=quiet))
+    run, preds, proba, used = score(
+        run_dir, data, split=split, engine_name=engine, progress=Progress(quiet=quiet, verbose=verbose)
+    )
     if (preds.y < 0).any():
         raise ConfigError(f"--data: {data} has no label column {run.ctx.task.label!r}; use predict instead")
     metrics = compute_metrics(

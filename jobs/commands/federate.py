@@ -7,14 +7,15 @@ from typing import Annotated
 
 import typer
 
-from jobs.commands import DebugOption, QuietOption, SetOption
+from jobs.commands import DebugOption, OutOption, QuietOption, SetOption, VerboseOption
 
 
 def federate(
     config: Annotated[Path, typer.Argument(help="Federated job spec (YAML).")],
     set_: SetOption = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Parent directory of the run (output.dir).")] = None,
+    out: OutOption = None,
     quiet: QuietOption = False,
+    verbose: VerboseOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Run a federated simulation and print the run directory as the last line."""
@@ -25,7 +26,7 @@ def federate(
 
     overrides = list(set_ or []) + ([f"output.dir={out}"] if out is not None else [])
     spec = load_spec(config, overrides)
-    progress = Progress(quiet=quiet)
+    progress = Progress(quiet=quiet, verbose=verbose)
     run_dir = run_federated(spec, progress)
     if not quiet:
         summary(progress, run_dir)

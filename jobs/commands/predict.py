@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from jobs.commands import DebugOption, EngineOption, QuietOption
+from jobs.commands import DebugOption, EngineOption, QuietOption, VerboseOption
 
 SplitOption = Annotated[
     str,
@@ -25,6 +25,7 @@ def predict(
     split: SplitOption = "auto",
     engine: EngineOption = None,
     quiet: QuietOption = False,
+    verbose: VerboseOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Write predictions (row_key, label, proba_<class>, prediction) to a Parquet file."""
@@ -35,7 +36,9 @@ def predict(
 
     if out.exists() and out.is_dir():
         raise ConfigError(f"--out: {out} is a directory; give a file path such as predictions.parquet")
-    run, preds, proba, _ = score(run_dir, data, split=split, engine_name=engine, progress=Progress(quiet=quiet))
+    run, preds, proba, _ = score(
+        run_dir, data, split=split, engine_name=engine, progress=Progress(quiet=quiet, verbose=verbose)
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:

@@ -27,7 +27,8 @@ def test_dask_train_writes_a_run_directory_on_the_infra_cluster(
     model: str, params: list[str], native: str, dask_address: str, tmp_path: Path
 ) -> None:
     sets = ["data.rows=20000", f"model.name={model}", f"output.dir={tmp_path / 'runs'}", "output.report=false"]
-    cmd = [sys.executable, str(REPO / "jobs" / "dask_train.py"), str(REPO / "conf" / "dask_higgs.yaml"), dask_address]
+    cmd = [sys.executable, str(REPO / "jobs" / "dask_train.py"), str(REPO / "conf" / "dask_higgs.yaml")]
+    cmd += ["--address", dask_address]
     for item in sets + params:
         cmd += ["--set", item]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
