@@ -32,6 +32,7 @@ from pipelines.engines.base import EngineModel, FitContext
 from pipelines.engines.local.engine import LocalEngine
 from pipelines.errors import ConfigError
 from pipelines.evaluation.metrics import compute_metrics
+from pipelines.logs import run_logs
 from pipelines.models.catalog import ModelInfo, get_model
 from pipelines.models.fitted import BoosterModel, SklearnModel
 from pipelines.models.links import margins_to_proba
@@ -234,7 +235,7 @@ def execute(spec: JobSpec, progress: Progress, rounds: RunRounds) -> Path:
     name = spec.output.run_name or run_name(parent, spec.name, spec.model.name, f"federated-{strategy}")
     workdir = Path(tempfile.mkdtemp(prefix="scaleclf-fl-"))
     try:
-        with RunDirectory(parent, name) as tmp:
+        with RunDirectory(parent, name) as tmp, run_logs(tmp, progress):
             with progress.stage("load_s", f"partitioned {spec.data.source}"):
                 job = prepare_job(spec, progress, workdir)
                 job.started = started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -52,6 +53,16 @@ class Progress:
 
 
 def stdout(line: str) -> None:
-    """Print a result line on stdout (the run directory is always the last such line)."""
+    """Print a result line on stdout (the run directory is always the last such line).
+
+    Under spark-submit the driver's stdout and stderr reach the terminal merged; there
+    ``infra/spark/submit.sh`` sets ``$SCALECLF_RESULT_FILE``, the result lines go to that file,
+    and the script prints them on its own stdout after the job (progress stays on stderr).
+    """
+    result_file = os.environ.get("SCALECLF_RESULT_FILE")
+    if result_file:
+        with open(result_file, "a", encoding="utf-8") as out:
+            out.write(line + "\n")
+        return
     sys.stdout.write(line + "\n")
     sys.stdout.flush()

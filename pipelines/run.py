@@ -27,6 +27,7 @@ from pipelines.engines import create_engine
 from pipelines.engines.base import Engine, EngineModel, FitContext
 from pipelines.errors import ConfigError, DataError
 from pipelines.evaluation.metrics import compute_metrics, roc_auc
+from pipelines.logs import run_logs
 from pipelines.models.catalog import get_model
 from pipelines.models.kernels import FeatureMap, fit_nystroem_features, fit_rff_features
 from pipelines.models.postprocess import Postprocess, fit_platt_only, fit_postprocess
@@ -200,7 +201,7 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
     info = get_model(spec.model.name)
     parent = Path(spec.output.dir)
     name = spec.output.run_name or run_name(parent, spec.name, spec.model.name, spec.engine.name)
-    with RunDirectory(parent, name) as tmp, engine:
+    with RunDirectory(parent, name) as tmp, run_logs(tmp, progress), engine:
         with progress.stage("load_s", f"loaded and profiled {spec.data.source} on {engine.name}"):
             prepared = prepare(spec, engine, progress)
             params = info.resolve_params(spec.model.params)

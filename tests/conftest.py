@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,15 @@ def cli(capsys: pytest.CaptureFixture[str]):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+# What a run may print on the terminal: ✓ progress lines, the test summary, the report's path.
+PROGRESS_LINE = re.compile(r"^(✓ |test \(\d+ rows\): |report: )")
+
+
+def terminal_noise(stderr: str) -> list[str]:
+    """Return the stderr lines of a run that are not its progress or summary (warnings, engine logs)."""
+    return [line for line in stderr.splitlines() if line.strip() and not PROGRESS_LINE.match(line)]
 
 
 def base_spec(source: str, label: str = "label", model: str = "logistic_regression", **data: object) -> dict:

@@ -9,11 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, terminal_noise
 
 pytestmark = pytest.mark.integration
 
-RUN_FILES = ["spec.yaml", "metrics.json", "predictions.parquet", "model/manifest.json", "model/preprocess.json"]
+RUN_FILES = [
+    "spec.yaml",
+    "metrics.json",
+    "predictions.parquet",
+    "model/manifest.json",
+    "model/preprocess.json",
+    "logs/scaleclf.log",
+]
 
 
 @pytest.mark.parametrize(
@@ -33,7 +40,9 @@ def test_dask_train_writes_a_run_directory_on_the_infra_cluster(
         cmd += ["--set", item]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
-    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    assert terminal_noise(done.stderr) == []  # distributed's and xgboost's lines go to logs/
+    run_dir = Path(done.stdout.strip())
+    assert done.stdout.strip().splitlines() == [str(run_dir)]
     for name in [*RUN_FILES, native]:
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
+
+from tests.conftest import terminal_noise
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = REPO / "conf" / "federated_logreg.yaml"
@@ -170,3 +174,16 @@ def test_mlp_multiclass_with_pathological_clients(tmp_path: Path, cli) -> None:
     assert metrics["task"] == "multiclass" and metrics["test"]["auc"] > 0.9
     partitions = json.loads((run / "partitions.json").read_text())
     assert all(sum(1 for v in c["labels"].values() if v) <= 2 for c in partitions["clients"])
+
+
+def test_default_federate_prints_only_progress_on_the_terminal(tmp_path: Path) -> None:
+    # Flower's and Ray's warnings and logs (and the simulation's deprecation notice) go to logs/.
+    spec = write_spec(tmp_path, **{"data.rows": 3000, "federated.clients": 3, "federated.rounds": 2})
+    exe = Path(sys.executable).with_name("scaleclf")
+    done = subprocess.run([exe, "federate", spec], cwd=tmp_path, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert terminal_noise(done.stderr) == []
+    assert any(line.startswith("✓ round 2/2") for line in done.stderr.splitlines())
+    run = Path(done.stdout.strip())
+    assert done.stdout.strip().splitlines() == [str(run)]
+    assert (run / "logs" / "scaleclf.log").is_file()

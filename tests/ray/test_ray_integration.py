@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 
 from pipelines.run import train
 from pipelines.spec import build_spec
+from tests.conftest import terminal_noise
 from tests.ray.conftest import job_spec
 
 
@@ -46,3 +49,20 @@ def test_predict_reloads_the_submitted_model(
     saved = pq.read_table(run_dir / "predictions.parquet").to_pandas().set_index("row_key")
     again = pq.read_table(out).to_pandas().set_index("row_key").loc[saved.index]
     assert np.allclose(again["proba_1"], saved["proba_1"], atol=1e-6)
+
+
+@pytest.mark.integration
+def test_ray_train_on_the_cluster_prints_only_progress(ray_address: str, tmp_path: Path) -> None:
+    import yaml
+
+    spec = job_spec("logistic_regression", tmp_path / "runs", address=ray_address)
+    spec["engine"]["workers"] = 1
+    config = tmp_path / "spec.yaml"
+    config.write_text(yaml.safe_dump(spec))
+    exe = Path(sys.executable).with_name("scaleclf")
+    done = subprocess.run([exe, "train", config], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert terminal_noise(done.stderr) == []  # Ray's FutureWarning and worker logs go to logs/
+    run = Path(done.stdout.strip())
+    assert done.stdout.strip().splitlines() == [str(run)]
+    assert (run / "logs" / "scaleclf.log").is_file()

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.conftest import REPO, base_spec
+from tests.conftest import REPO, base_spec, terminal_noise
 
 
 def _spec(tmp_path: Path, model: str, **extra: object) -> Path:
@@ -105,3 +105,16 @@ def test_spark_tuning_reports_every_trial(cli, tmp_path: Path) -> None:
     assert "fitMultiple" in metrics["engine_info"]["tune"]["method"]
     # The kept model is the best trial's: its valid AUC is the best trial score.
     assert metrics["valid"]["auc"] == pytest.approx(max(t["score"] for t in trials), abs=1e-9)
+
+
+def test_spark_train_prints_only_progress_and_logs_the_jvm_to_the_run(tmp_path: Path) -> None:
+    # A fresh process, so the engine starts its own JVM with the log4j settings it passes.
+    config = _spec(tmp_path, "logistic_regression")
+    exe = Path(sys.executable).with_name("scaleclf")
+    done = subprocess.run([exe, "train", config], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert terminal_noise(done.stderr) == []
+    run = Path(done.stdout.strip())
+    assert done.stdout.strip().splitlines() == [str(run)]
+    driver_log = (run / "logs" / "spark-driver.log").read_text()
+    assert " INFO " in driver_log or " WARN " in driver_log

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import terminal_noise
 from tests.spark.conftest import INFRA
 
 MODELS = {"xgboost": {"n_estimators": 10}, "rff_svm": {"n_components": 50, "max_iter": 100}}
@@ -33,7 +34,7 @@ def test_spark_submit_on_standalone_cluster(spark_cluster: dict[str, str], tmp_p
         configs.append(str(config))
     master = spark_cluster["SPARK_MASTER"]
     done = subprocess.run(
-        [str(INFRA / "submit.sh"), "--master", master, *configs, "--quiet"],
+        [str(INFRA / "submit.sh"), "--master", master, *configs],
         env=spark_cluster,
         capture_output=True,
         text=True,
@@ -41,7 +42,11 @@ def test_spark_submit_on_standalone_cluster(spark_cluster: dict[str, str], tmp_p
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    runs = [Path(line) for line in done.stdout.strip().splitlines()[-len(MODELS) :]]
+    # Progress on stderr, nothing else there (Spark's log is in each run's logs/); only the runs on stdout.
+    assert terminal_noise(done.stderr) == []
+    assert sum(line.startswith("✓ fitted") for line in done.stderr.splitlines()) == len(MODELS)
+    runs = [Path(line) for line in done.stdout.strip().splitlines()]
+    assert len(runs) == len(MODELS)
     for model, run in zip(MODELS, runs, strict=True):
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["model"] == model and metrics["engine"] == "spark"
@@ -50,3 +55,4 @@ def test_spark_submit_on_standalone_cluster(spark_cluster: dict[str, str], tmp_p
         for name in ("spec.yaml", "predictions.parquet", "model/manifest.json", "model/spark_model/metadata/_SUCCESS"):
             assert (run / name).exists(), (model, name)
         assert json.loads((run / "model" / "manifest.json").read_text())["model"] == model
+        assert " INFO DAGScheduler: " in (run / "logs" / "spark-driver.log").read_text()
