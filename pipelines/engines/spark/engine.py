@@ -260,6 +260,8 @@ class SparkEngine(Engine):
         """Use the active SparkSession (spark-submit, tests) or start one on ``engine.address``."""
         from pyspark.sql import SparkSession
 
+        from pipelines.logs import spark_java_options
+
         conf = {k: str(v) for k, v in self.options.items() if k.startswith("spark.")}
         timeout = float(self.options["startup_timeout_s"])
         active = SparkSession.getActiveSession()
@@ -283,6 +285,7 @@ class SparkEngine(Engine):
             "spark.sql.shuffle.partitions": str(2 * (self.spec.workers or os.cpu_count() or 2)),
             "spark.driver.memory": "2g",
             "spark.pyspark.python": os.environ["PYSPARK_PYTHON"],
+            "spark.driver.extraJavaOptions": spark_java_options(),  # log4j to a file, not the terminal
         }
         if self.spec.workers and master.startswith("spark://"):
             defaults["spark.cores.max"] = str(self.spec.workers)
