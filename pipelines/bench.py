@@ -239,27 +239,26 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     results = report["results"]
     labels = [f"{r['engine']}\n{r['rows'] or ''}" for r in results]
     xs = range(len(results))
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(results)), 4), dpi=100)
+    fig = Figure(figsize=(max(6.5, 1.6 * len(results)), 4.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     ax.bar([x - 0.2 for x in xs], [r["pipeline_s"] or 0 for r in results], width=0.4, label="scaleclf")
     ax.bar([x + 0.2 for x in xs], [r["raw_s"] or 0 for r in results], width=0.4, label="raw engine")
     for x, r in zip(xs, results, strict=True):
         if r["ratio"]:
             ax.annotate(f"{r['ratio']:.2f}x", (x, max(r["pipeline_s"] or 0, r["raw_s"] or 0)), ha="center", va="bottom")
+    ax.margins(y=0.3)  # room above the tallest bar for its ratio label and the legend
     ax.set_xticks(list(xs), labels)
     ax.set_ylabel("median seconds")
-    ax.set_title(f"{report['model']} on {report['dataset']}: scaleclf vs raw engine")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    ax.set_title(f"scaleclf vs raw engine\n{report['model']} on {report['dataset']}", fontsize=11)
+    ax.legend(loc="upper left", fontsize=9)
+    fig.savefig(path, metadata={"Software": None})
 
 
 def _child(spec_json: str) -> None:

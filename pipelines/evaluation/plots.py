@@ -204,7 +204,7 @@ def _confusion_figure(y: np.ndarray, y_pred: np.ndarray, names: list[str], title
                     f"{counts[i, j]}\n{share[i, j]:.0%}",
                     ha="center",
                     va="center",
-                    fontsize=8,
+                    fontsize=12 if k <= 4 else 8,
                     color="white" if share[i, j] > 0.5 else "black",
                 )
     ticks = np.arange(k)
@@ -256,3 +256,50 @@ def _f1_bar_figure(y: np.ndarray, y_pred: np.ndarray, names: list[str]) -> Figur
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper right", fontsize=8)
     return figure
+
+
+def write_learning_curve(plots_dir: Path, curves: dict[str, list[float]], axis: str, metric: str) -> Path:
+    """Return the path of ``learning_curve.png``: one line per curve (train, valid) over rounds or epochs."""
+    figure = _figure(7.0, 4.5)
+    ax = figure.add_subplot()
+    best: tuple[str, int, float] | None = None
+    for name, values in curves.items():
+        ys = np.asarray(values, dtype=np.float64)
+        xs = np.arange(1, len(ys) + 1)
+        ax.plot(xs, ys, marker="o" if len(ys) <= 30 else None, markersize=3, linewidth=1.6, label=_plain_text(name))
+        if name == "valid" and np.isfinite(ys).any():
+            i = int(np.nanargmin(ys))
+            best = (name, i + 1, float(ys[i]))
+    if best is not None:
+        ax.axvline(best[1], color="0.5", linestyle=":", linewidth=1.2, label=f"lowest valid at {axis} {best[1]}")
+    ax.set(title=f"Learning curves: {metric} per {axis}", xlabel=axis.capitalize(), ylabel=metric)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=8)
+    return _save(figure, Path(plots_dir) / "learning_curve.png")
+
+
+def write_importance(plots_dir: Path, rows: list[tuple[str, float, str]], top: int = 20) -> dict[str, Path]:
+    """Return ``{kind: path}`` of one horizontal bar chart per importance kind, the ``top`` largest features."""
+    paths: dict[str, Path] = {}
+    kinds = list(dict.fromkeys(kind for _, _, kind in rows))
+    for index, kind in enumerate(kinds):
+        chosen = sorted(((f, v) for f, v, k in rows if k == kind), key=lambda fv: -abs(fv[1]))[:top]
+        names = [_plain_text(f, 32) for f, _ in chosen][::-1]
+        values = np.array([v for _, v in chosen][::-1], dtype=np.float64)
+        figure = _figure(7.0, max(2.5, 0.28 * len(chosen) + 1.4))
+        ax = figure.add_subplot()
+        ax.barh(np.arange(len(values)), values, color=np.where(values < 0, "indianred", "steelblue"))
+        ax.set_yticks(np.arange(len(values)), names, fontsize=8)
+        ax.axvline(0, color="0.3", linewidth=0.8)
+        total = len({f for f, _, k in rows if k == kind})
+        shown = f"top {len(chosen)} of {total} features" if len(chosen) < total else f"{total} features"
+        ax.set(title=f"{_plain_text(kind, 60)}, {shown}", xlabel=_plain_text(kind, 60))
+        ax.grid(axis="x", alpha=0.3)
+        paths[kind] = _save(figure, Path(plots_dir) / f"importance_{index + 1}.png")
+    return paths
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI, metadata={"Software": None})
+    return path
