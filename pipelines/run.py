@@ -322,7 +322,7 @@ def _tune(spec: JobSpec, engine: Engine, prepared: Prepared, ctx: FitContext, pr
         value = "—" if trial.score is None else f"{trial.score:.4f}"
         progress.note(f"trial {trial.number}: {shown} -> valid {spec.tuning.metric} {value}")
 
-    return run_tuning(engine, prepared.data, ctx, spec.tuning, score, on_trial=report)
+    return run_tuning(engine, prepared.data, ctx, spec.tuning, score, on_trial=report, progress=progress)
 
 
 def split_rows(profile: DataProfile) -> dict[str, int]:

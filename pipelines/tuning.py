@@ -13,6 +13,7 @@ import numpy as np
 
 from pipelines.engines.base import Engine, EngineModel, FitContext
 from pipelines.errors import ConfigError
+from pipelines.progress import Progress
 from pipelines.spec import TuningSpec
 
 LOWER_IS_BETTER = {"log_loss", "brier", "ece"}
@@ -103,14 +104,44 @@ def run_tuning(
     tuning: TuningSpec,
     score: Callable[[EngineModel, FitContext], dict[str, Any]],
     on_trial: Callable[[Trial], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[EngineModel, FitContext, list[Trial]]:
-    """Return the best model, its context and every trial; ``score`` gives valid metrics."""
+    """Return the best model, its context and every trial; ``score`` gives valid metrics.
+
+    With ``progress``, a bar counts the trials as they are reported (on any engine, also when
+    the engine schedules them itself) with the best score so far.
+    """
+    searched_sets, contexts = trial_contexts(tuning, ctx)
+    with (progress or Progress(quiet=True)).iterations(len(contexts), "tuning trials") as step:
+        reported: list[Trial] = []
+
+        def report(trial: Trial) -> None:
+            reported.append(trial)
+            scores = [t.score for t in reported if t.score is not None]
+            best = (min if tuning.metric in LOWER_IS_BETTER else max)(scores) if scores else None
+            step(len(reported), **({f"best valid {tuning.metric}": best} if best is not None else {}))
+            if on_trial is not None:
+                on_trial(trial)
+
+        return _run_trials(engine, data, ctx, tuning, score, report, searched_sets, contexts)
+
+
+def _run_trials(
+    engine: Engine,
+    data: Any,
+    ctx: FitContext,
+    tuning: TuningSpec,
+    score: Callable[[EngineModel, FitContext], dict[str, Any]],
+    on_trial: Callable[[Trial], None],
+    searched_sets: list[dict[str, Any]],
+    contexts: list[FitContext],
+) -> tuple[EngineModel, FitContext, list[Trial]]:
     scheduled = engine.tune(data, ctx, tuning, score, on_trial)
     if scheduled is not None:
         return scheduled
     trials = []
     best: tuple[EngineModel, FitContext, float | None] | None = None
-    for number, (searched, trial_ctx) in enumerate(zip(*trial_contexts(tuning, ctx), strict=True)):
+    for number, (searched, trial_ctx) in enumerate(zip(searched_sets, contexts, strict=True)):
         trial = Trial(number, searched)
         start = time.perf_counter()
         model = engine.fit(data, trial_ctx)
@@ -118,8 +149,7 @@ def run_tuning(
         trial.metrics = score(model, trial_ctx)
         trial.score = trial.metrics.get(tuning.metric)
         trials.append(trial)
-        if on_trial is not None:
-            on_trial(trial)
+        on_trial(trial)
         if best is None or is_better(tuning.metric, trial.score, best[2]):
             best = (model, trial_ctx, trial.score)
     assert best is not None
