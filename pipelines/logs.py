@@ -83,6 +83,16 @@ def run_logs(run_dir: Path, progress: Any) -> Iterator[Path]:
 
 
 @contextmanager
+def scratch_logs(progress: Any) -> Iterator[None]:
+    """Keep library output off the terminal for work that writes no run directory (predict, evaluate).
+
+    The output is captured as in a run and removed at the end; ``--verbose`` shows it instead.
+    """
+    with tempfile.TemporaryDirectory(prefix="scaleclf-logs-") as scratch, run_logs(Path(scratch), progress):
+        yield
+
+
+@contextmanager
 def _descriptors_to(path: Path) -> Iterator[None]:
     """Point file descriptors 1 and 2 at ``path`` (appending) and restore them afterwards."""
     _flush()

@@ -17,6 +17,7 @@ from pipelines.data.split import TEST
 from pipelines.engines import create_engine
 from pipelines.engines.base import FitContext
 from pipelines.errors import ArtifactError, ConfigError, DataError
+from pipelines.logs import scratch_logs
 from pipelines.models.catalog import get_model
 from pipelines.models.kernels import FeatureMap
 from pipelines.models.postprocess import Postprocess
@@ -132,7 +133,7 @@ def score(
     run = load_run(run_dir)
     engine_spec = run.spec.engine.model_copy(update={"name": engine_name or run.manifest["engine"]})
     engine = create_engine(engine_spec, run.ctx.seed)
-    with engine:
+    with scratch_logs(progress), engine:
         plan, read_split = scoring_plan(run, source_text, split)
         with progress.stage("load_s", f"loaded {source_text} on {engine.name}"):
             data = engine.load(plan)
