@@ -75,6 +75,10 @@ def case_param_out_of_range(tmp: Path) -> list[str]:
 
 
 def case_unknown_engine(tmp: Path) -> list[str]:
+    return _train(tmp, base_spec(_good(tmp)), "--set", "engine.name=hadoop")
+
+
+def case_unknown_engine_option(tmp: Path) -> list[str]:
     return _train(tmp, base_spec(_good(tmp)), "--engine", "hadoop")
 
 
@@ -198,6 +202,7 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "param wrong type": (case_param_wrong_type, "model.params.C: expected float"),
     "param out of range": (case_param_out_of_range, "model.params.C: must be >="),
     "unknown engine": (case_unknown_engine, "engine.name: 'hadoop' is not allowed"),
+    "unknown --engine": (case_unknown_engine_option, "'hadoop' is not one of 'local', 'spark', 'dask', 'ray'"),
     "--set without value": (case_set_without_value, "expected KEY=VALUE"),
     "split not summing to 1": (case_split_not_one, "data.split: train + valid + test must be 1"),
     "bad calibration": (case_bad_calibration, "model.calibration: 'platt' is not allowed"),
