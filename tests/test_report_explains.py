@@ -69,6 +69,19 @@ def test_report_shows_learning_curves_and_importance_with_what_to_look_at(tmp_pa
     assert page.count("data:image/png;base64,") == 8 == _text(page).count("What to look at")
 
 
+def test_report_names_the_short_kinds_engines_use(tmp_path: Path) -> None:
+    y, proba = predictions(2)
+    rows = [("a", 0.4, "shap"), ("b", 0.1, "shap"), ("a", 0.2, "impurity"), ("b", 0.3, "permutation")]
+    write_report(
+        tmp_path, metrics=run_metrics(y, proba, ["n", "y"]), spec_yaml="", y=y, proba=proba, classes=["n", "y"],
+        importance=rows,
+    )  # fmt: skip
+    text = _text(_section((tmp_path / "report.html").read_text(), "feature-importance"))
+    for shown in (SHAP, PERMUTATION, "impurity decrease (training rows)"):
+        assert f"Feature importance: {shown}" in text
+    assert text.count("What to look at") == 3 and "largest values drive the model" not in text
+
+
 def test_report_says_why_sections_are_empty(tmp_path: Path) -> None:
     y, proba = predictions(3)
     classes = ["a", "b", "c"]

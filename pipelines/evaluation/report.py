@@ -20,6 +20,7 @@ from pipelines.evaluation.importance import COEFFICIENT, GAIN, PERMUTATION, SHAP
 from pipelines.evaluation.plots import PLOT_NAMES, write_importance, write_learning_curve, write_plots
 
 MISSING = "—"
+IMPURITY = "impurity decrease (training rows)"
 HEADLINE = (
     ("auc", "AUC"),
     ("pr_auc", "PR AUC"),
@@ -58,7 +59,11 @@ HINTS = {
     "negative: the model does not rely on it (correlated features can mask each other).",
     SHAP: "The average size of each feature's contribution to the predicted log-odds over the rows "
     "explained; contributions add up to each row's prediction.",
+    IMPURITY: "How much each feature's splits reduced the trees' impurity on the training rows; it favours "
+    "features with many distinct values and says nothing about the direction of the effect.",
 }
+# Short kind names engines may use, mapped to the names the report shows.
+KIND_NAMES = {"permutation": PERMUTATION, "shap": SHAP, "gain": GAIN, "coefficient": COEFFICIENT, "impurity": IMPURITY}
 TOP_FEATURES = 20
 
 
@@ -228,6 +233,7 @@ def _importance(
     if not rows:
         reason = missing or f"No feature importance for this run: {model} did not supply one."
         return {"groups": [], "missing": reason}
+    rows = [(f, float(v), KIND_NAMES.get(str(kind).lower(), str(kind))) for f, v, kind in rows]
     paths = write_importance(plots_dir, rows, TOP_FEATURES)
     groups = []
     for kind, path in paths.items():
