@@ -260,7 +260,7 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
         if spec.output.report:
             metrics["timing"] = _timing(progress, started)
             with progress.stage("report_s", "wrote the report"):
-                write_run_report(tmp, spec, metrics, test.y, p_test, ctx.task, trials)
+                write_run_report(tmp, spec, metrics, test.y, p_test, ctx.task, trials, explained)
         metrics["timing"] = _timing(progress, started)
         write_json(tmp / "metrics.json", metrics)
     run_dir = parent / name
@@ -401,9 +401,16 @@ def write_predictions(path: Path, preds: Predictions, proba: np.ndarray, task: T
 
 
 def write_run_report(
-    tmp: Path, spec: JobSpec, metrics: dict[str, Any], y: np.ndarray, proba: np.ndarray, task: Task, trials: list[Any]
+    tmp: Path,
+    spec: JobSpec,
+    metrics: dict[str, Any],
+    y: np.ndarray,
+    proba: np.ndarray,
+    task: Task,
+    trials: list[Any],
+    explained: dict[str, Any] | None = None,
 ) -> None:
-    """Write report.html and plots/ for a trained run (tuning trials as an extra section)."""
+    """Write report.html and plots/ for a trained run: tuning trials, learning curve and importance sections."""
     from pipelines.evaluation.report import ReportSection, write_report
 
     sections = []
@@ -427,4 +434,22 @@ def write_run_report(
         proba=proba,
         classes=[str(c) for c in task.classes],
         sections=sections,
+        **explanation_sections(explained, spec.model.name),
     )
+
+
+def explanation_sections(explained: dict[str, Any] | None, model: str) -> dict[str, Any]:
+    """Return ``write_report``'s learning-curve and importance arguments from ``explain.json``'s content."""
+    if explained is None:
+        return {}
+    curve = explained.get("learning_curve")
+    out: dict[str, Any] = {
+        "importance": [(i["feature"], i["value"], i["kind"]) for i in explained["importance"]] or None,
+    }
+    if curve:
+        out["curves"] = {k: curve[k] for k in ("train", "valid") if k in curve}
+        out["curve_axis"] = curve["axis"]
+        out["curve_metric"] = "log loss" if "valid" in curve else "training objective"
+    else:
+        out["curves_missing"] = f"{model} is fitted in one pass (no rounds, epochs or iterations to follow)"
+    return out

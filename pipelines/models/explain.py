@@ -18,7 +18,7 @@ import numpy as np
 
 from pipelines.models.fitted import BoosterModel, EngineModel, SklearnModel
 
-CURVE_POINTS = 40
+CURVE_POINTS = 300  # rounds evaluated at most: every round up to 300, else every k-th
 PERMUTATION_REPEATS = 3
 Importance = list[tuple[str, float, str]]  # (feature, value, kind)
 
@@ -45,15 +45,21 @@ def learning_curve(
     return model.curves
 
 
+def _every(rounds: int) -> tuple[int, str]:
+    """Return the step between evaluated rounds (every round up to CURVE_POINTS) and the curve's axis."""
+    every = max(1, -(-rounds // CURVE_POINTS))
+    return every, "boosting round" if every == 1 else f"{every} boosting rounds"
+
+
 def _booster_curve(
     model: BoosterModel, train: tuple[np.ndarray, np.ndarray], valid: tuple[np.ndarray, np.ndarray]
 ) -> dict[str, Any]:
     import xgboost
 
     booster = model.booster
-    rounds = booster.num_boosted_rounds()
-    steps = sorted({max(1, round(rounds * i / CURVE_POINTS)) for i in range(1, CURVE_POINTS + 1)})
-    out: dict[str, Any] = {"axis": "boosting round", "steps": steps}
+    every, axis = _every(booster.num_boosted_rounds())
+    steps = list(range(every, booster.num_boosted_rounds() + 1, every))
+    out: dict[str, Any] = {"axis": axis}
     for name, (x, y) in (("train", train), ("valid", valid)):
         matrix = xgboost.DMatrix(np.asarray(x, dtype=np.float32))
         losses = []
@@ -66,13 +72,11 @@ def _booster_curve(
 
 
 def _staged_curve(est: Any, train: tuple[np.ndarray, np.ndarray], valid: tuple[np.ndarray, np.ndarray]) -> dict:
-    rounds = int(est.n_iter_)
-    every = max(1, rounds // CURVE_POINTS)
-    out: dict[str, Any] = {"axis": "boosting round"}
+    every, axis = _every(int(est.n_iter_))
+    out: dict[str, Any] = {"axis": axis}
     for name, (x, y) in (("train", train), ("valid", valid)):
         staged = list(est.staged_predict_proba(x))
-        out["steps"] = [i + 1 for i in range(0, len(staged), every)]
-        out[name] = [log_loss_of(staged[i], y) for i in range(0, len(staged), every)]
+        out[name] = [log_loss_of(staged[i], y) for i in range(every - 1, len(staged), every)]
     return out
 
 
@@ -89,46 +93,27 @@ def feature_importance(
 
     ``score(y, model outputs)`` is the metric permutation importance uses (higher is better);
     ``kernel`` says the model sees kernel features, whose coefficients do not name input features.
+    Boosters add their SHAP summary (xgboost's own contributions) after their gain.
     """
-    x, _ = valid
+    from pipelines.evaluation.importance import permutation_importance
+
+    x, y = valid
     native = None if kernel else model.native_importance()
     if native is not None:
         values, kind = native
+        rows = [(n, float(v), kind) for n, v in zip(names, values, strict=True)]
     else:
-        values, kind = permutation_importance(model.predict, valid, score, PERMUTATION_REPEATS, seed), "permutation"
-    pairs = [(n, float(v), kind) for n, v in zip(names, values, strict=True)]
-    out = sorted(pairs, key=lambda t: -abs(t[1]))
+        rows = permutation_importance(model.predict, x, y, score, PERMUTATION_REPEATS, seed).rows(names)
+    out = sorted(rows, key=lambda t: -abs(t[1]))
     if isinstance(model, BoosterModel) and len(x):
-        shap = shap_importance(model, x)
-        out += sorted(((n, float(v), "shap") for n, v in zip(names, shap, strict=True)), key=lambda t: -t[1])
+        out += sorted(shap_importance(model, x, names), key=lambda t: -t[1])
     return out
 
 
-def permutation_importance(
-    predict: Callable[[np.ndarray], np.ndarray],
-    valid: tuple[np.ndarray, np.ndarray],
-    score: Callable[[np.ndarray, np.ndarray], float],
-    repeats: int,
-    seed: int,
-) -> np.ndarray:
-    """Return, per feature, the mean drop of ``score`` when that feature's values are shuffled."""
-    x, y = valid
-    base = score(y, predict(x))
-    rng = np.random.default_rng(seed)
-    drops = np.zeros(x.shape[1])
-    for j in range(x.shape[1]):
-        shuffled = x.copy()
-        for _ in range(repeats):
-            shuffled[:, j] = x[rng.permutation(len(x)), j]
-            drops[j] += base - score(y, predict(shuffled))
-    return drops / repeats
-
-
-def shap_importance(model: BoosterModel, x: np.ndarray) -> np.ndarray:
-    """Return each feature's mean |SHAP value| from xgboost's own tree contributions (summed over classes)."""
+def shap_importance(model: BoosterModel, x: np.ndarray, names: list[str]) -> Importance:
+    """Return each feature's mean |SHAP value| from xgboost's own tree contributions."""
     import xgboost
 
-    contribs = np.asarray(model.booster.predict(xgboost.DMatrix(np.asarray(x, np.float32)), pred_contribs=True))
-    if contribs.ndim == 3:  # rows x classes x (features + bias)
-        contribs = np.abs(contribs).sum(axis=1)
-    return np.abs(contribs[:, :-1]).mean(axis=0)
+    from pipelines.evaluation.importance import shap_summary
+
+    return shap_summary(model.booster.predict(xgboost.DMatrix(np.asarray(x, np.float32)), pred_contribs=True), names)
