@@ -147,6 +147,21 @@ def fit_feature_map(
     return None
 
 
+def fit_with_progress(engine: Engine, data: Any, ctx: FitContext, progress: Progress) -> EngineModel:
+    """Return ``engine.fit``; where the fit iterates, a throttled bar with ETA counts its steps."""
+    from pipelines.models.native import iterations
+
+    steps = iterations(ctx.model.name, ctx.params)
+    if steps is None:
+        return engine.fit(data, ctx)
+    with progress.iterations(*steps) as bar:
+        engine.on_step = bar
+        try:
+            return engine.fit(data, ctx)
+        finally:
+            engine.on_step = lambda *_, **__: None
+
+
 def predict_split(engine: Engine, model: EngineModel, data: Any, ctx: FitContext, split: str) -> Predictions:
     """Return the engine's raw predictions for the rows of one split."""
     return Predictions.collect(engine.predict(model, data, ctx, split))
@@ -220,7 +235,7 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
             if spec.tuning.enabled:
                 model, ctx, trials = _tune(spec, engine, prepared, ctx, progress)
             else:
-                model = engine.fit(prepared.data, ctx)
+                model = fit_with_progress(engine, prepared.data, ctx, progress)
         with progress.stage("predict_s", "predicted the valid and test splits"):
             valid = predict_split(engine, model, prepared.data, ctx, "valid")
             test = predict_split(engine, model, prepared.data, ctx, "test")

@@ -253,6 +253,17 @@ def mllib_params(model: str, params: dict[str, Any], problem: Problem) -> tuple[
     raise AssertionError(f"{model} has no MLlib form")
 
 
+def iterations(model: str, params: dict[str, Any]) -> tuple[int, str] | None:
+    """Return (the most steps, what a step is) of a fit that iterates, for its progress bar."""
+    if model in ("xgboost", "gbt"):
+        return int(params["n_estimators"]), "boosting rounds"
+    if model == "mlp":
+        return int(params["max_iter"]), "epochs"
+    if model in LINEAR_MODELS:
+        return int(params["max_iter"]), "L-BFGS iterations (at most)"
+    return None
+
+
 def numpy_settings(model: str, params: dict[str, Any]) -> dict[str, Any]:
     """Return the settings of the NumPy trainer of ``model`` (network or naive Bayes)."""
     if model in LINEAR_MODELS:

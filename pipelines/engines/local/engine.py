@@ -8,7 +8,7 @@ estimator (``pipelines.models.native.sklearn_estimator``).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,6 +28,18 @@ from pipelines.models.native import SKLEARN, XGBOOST, sklearn_estimator
 PREDICT_BATCH_ROWS = 65_536
 
 
+def round_counter(on_step: Callable[..., None]) -> Any:
+    """Return an xgboost callback that reports every finished boosting round to ``on_step``."""
+    import xgboost
+
+    class Rounds(xgboost.callback.TrainingCallback):
+        def after_iteration(self, model: Any, epoch: int, evals_log: Any) -> bool:
+            on_step(epoch + 1)
+            return False
+
+    return Rounds()
+
+
 @dataclass
 class LocalData:
     """All rows in one Arrow table with ``__row_key`` and ``__split`` columns."""
@@ -40,9 +52,13 @@ class LocalData:
         return self.table.filter(pc.equal(self.table.column(SPLIT_COLUMN), pa.scalar(code, pa.int8())))
 
 
-def fit_estimator(x: np.ndarray, y: np.ndarray, ctx: FitContext, n_jobs: int) -> EngineModel:
+def fit_estimator(
+    x: np.ndarray, y: np.ndarray, ctx: FitContext, n_jobs: int, on_step: Callable[..., None] | None = None
+) -> EngineModel:
     """Return the model layer's scikit-learn / xgboost estimator for ``ctx`` fitted on ``(x, y)``."""
     estimator = sklearn_estimator(ctx.model.name, ctx.params, ctx.seed, n_jobs)
+    if on_step is not None and ctx.model.name == "xgboost":
+        estimator.set_params(callbacks=[round_counter(on_step)])
     weights = ctx.class_weights[y] if ctx.class_weights is not None else None
     estimator.fit(x, y, sample_weight=weights)
     if ctx.model.name == "xgboost":
@@ -113,7 +129,7 @@ class LocalEngine(Engine):
     def fit(self, data: LocalData, ctx: FitContext) -> EngineModel:
         """Return the estimator fitted on the train split with class weights as sample weights."""
         train = data.rows("train")
-        return fit_estimator(ctx.features(train), ctx.labels(train), ctx, self.n_jobs)
+        return fit_estimator(ctx.features(train), ctx.labels(train), ctx, self.n_jobs, self.on_step)
 
     def predict(self, model: EngineModel, data: LocalData, ctx: FitContext, split: str) -> Iterator[pa.RecordBatch]:
         """Yield prediction batches for the rows of ``split``."""

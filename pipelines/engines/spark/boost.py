@@ -165,6 +165,8 @@ class SoftmaxBoostingClassifier(_BoostParams, Estimator["SoftmaxBoostingModel"])
     def __init__(self, **params: Any) -> None:
         super().__init__()
         self._set(**params)
+        # Called with the rounds done after each one (the engine's progress bar); not a Spark Param.
+        self.on_round: Any = lambda _: None
 
     def _fit(self, dataset: DataFrame) -> SoftmaxBoostingModel:
         from pyspark.ml.regression import DecisionTreeRegressor
@@ -220,6 +222,7 @@ class SoftmaxBoostingClassifier(_BoostParams, Estimator["SoftmaxBoostingModel"])
                     work.unpersist()
                 this_round = [tree_arrays(tree_root(m)) for m in fitted]
                 rounds.append(this_round)
+                self.on_round(len(rounds))
                 step = _Ensemble({"init": np.zeros(k), "learning_rate": rate, "trees": [this_round]})
                 # A local checkpoint cuts the lineage: each round would otherwise nest one more
                 # mapInArrow over the last, and the plan and task closures grow with every round.

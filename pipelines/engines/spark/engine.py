@@ -454,8 +454,11 @@ class SparkEngine(Engine):
         from pyspark.ml import PipelineModel
 
         features, train = self.train_frame(data, ctx)
+        estimator = self.estimator(ctx)
+        if hasattr(estimator, "on_round"):  # softmax boosting runs its rounds from the driver
+            estimator.on_round = self.on_step
         try:
-            fitted = self.estimator(ctx).fit(train)
+            fitted = estimator.fit(train)
         except (ConfigError, EngineError):
             raise
         except Exception as exc:
