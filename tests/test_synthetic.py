@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -258,12 +259,12 @@ def test_materialize_keeps_the_copy_of_a_concurrent_writer(tmp_path: Path, monke
     original = synthetic._write_parts
     winner: list[int] = []
 
-    def racing(task: SyntheticTask, rows: int, seed: int, directory: Path) -> list[Path]:
+    def racing(blocks: Iterator[pa.Table], directory: Path) -> list[Path]:
         # Another process finishes the same dataset while this one is still writing.
         monkeypatch.setattr(synthetic, "_write_parts", original)
-        done = materialize(task.name, rows, seed, cache_dir=tmp_path)
+        done = materialize("moons", 500, 0, cache_dir=tmp_path)
         winner.append((done / "part-00000.parquet").stat().st_ino)
-        return original(task, rows, seed, directory)
+        return original(blocks, directory)
 
     monkeypatch.setattr(synthetic, "_write_parts", racing)
     result = materialize("moons", 500, cache_dir=tmp_path)

@@ -17,6 +17,16 @@ Tasks (label column ``label``, int64 0..k-1, unless stated):
 - ``moons``, ``circles``: binary, the 2-D shape in ``x0, x1`` plus noise columns ``x2, x3``.
 - ``churn``: customer table with nulls in numeric and string columns, rare categories, a
   boolean, and the string label ``churned`` ("yes"/"no", ~23 % "yes").
+
+Shifted copies, to show drift: ``NAME?shift=S&prior=P`` (in ``synthetic:`` sources, ``scaleclf data
+generate`` and ``--data``). ``shift=S`` is a covariate shift: each generated row is kept with
+probability ``sigmoid(S * z)``, where ``z`` is the sum of the block-standardised values of the
+task's ``shift_columns``; ``P(label | features)`` is unchanged and ``shift=1`` moves each of those
+columns by about half a standard deviation. ``prior=P`` is a label (prior) shift: rows of the
+task's last class (``1``, or ``yes`` for churn) are thinned or the others are, so that the last
+class makes up a share ``P`` of the rows; ``P(features | label)`` is unchanged. Both draw from their
+own random stream, so a shifted dataset is the unshifted one minus the rejected rows, and without
+a shift the data are byte for byte what they were before the option existed.
 """
 
 from __future__ import annotations
@@ -260,6 +270,7 @@ class SyntheticTask:
     generate: Callable[[np.random.Generator, int], Columns] = field(repr=False, compare=False)
     label: str = "label"
     classes: tuple[int | str, ...] = (0, 1)
+    shift_columns: tuple[str, ...] = ("x0", "x1", "x2")  # what ``shift=S`` tilts
 
     @property
     def task(self) -> str:
@@ -282,7 +293,13 @@ class SyntheticTask:
 GENERATORS: dict[str, SyntheticTask] = {
     t.name: t
     for t in [
-        SyntheticTask("higgs", "HIGGS-like: 21 kinematic + 7 invariant-mass features, ~53% signal", 28, _higgs),
+        SyntheticTask(
+            "higgs",
+            "HIGGS-like: 21 kinematic + 7 invariant-mass features, ~53% signal",
+            28,
+            _higgs,
+            shift_columns=("lepton_pt", "missing_energy_magnitude", "m_bb"),
+        ),
         SyntheticTask("imbalanced", "~2% positives, 20 features with interactions and thresholds", 20, _imbalanced),
         SyntheticTask(
             "multiclass",
@@ -291,8 +308,20 @@ GENERATORS: dict[str, SyntheticTask] = {
             _multiclass,
             classes=(0, 1, 2, 3, 4),
         ),
-        SyntheticTask("moons", "interleaved half-moons (x0, x1) + 2 noise columns, 3% flipped labels", 4, _moons),
-        SyntheticTask("circles", "concentric circles (x0, x1) + 2 noise columns, 5% flipped labels", 4, _circles),
+        SyntheticTask(
+            "moons",
+            "interleaved half-moons (x0, x1) + 2 noise columns, 3% flipped labels",
+            4,
+            _moons,
+            shift_columns=("x0",),
+        ),
+        SyntheticTask(
+            "circles",
+            "concentric circles (x0, x1) + 2 noise columns, 5% flipped labels",
+            4,
+            _circles,
+            shift_columns=("x0",),
+        ),
         SyntheticTask(
             "churn",
             "customer churn: numerics with nulls, string categoricals, a boolean; churned yes/no",
@@ -300,17 +329,55 @@ GENERATORS: dict[str, SyntheticTask] = {
             _churn,
             label="churned",
             classes=("no", "yes"),
+            shift_columns=("monthly_charges", "tenure_months"),
         ),
     ]
 }
 
 
-def get_task(name: str) -> SyntheticTask:
-    """Return the synthetic task called ``name`` or raise a ConfigError listing the known ones."""
+@dataclass(frozen=True)
+class Shift:
+    """A documented distribution shift of a synthetic task (see the module docstring)."""
+
+    covariate: float = 0.0
+    prior: float | None = None
+
+    @property
+    def active(self) -> bool:
+        """Return True when the shift changes the data."""
+        return self.covariate != 0.0 or self.prior is not None
+
+    def cache_suffix(self) -> str:
+        """Return what the shift adds to a cache directory name ("" without a shift)."""
+        out = f"-shift{self.covariate:g}" if self.covariate else ""
+        return out + (f"-prior{self.prior:g}" if self.prior is not None else "")
+
+
+def parse_name(text: str) -> tuple[SyntheticTask, Shift]:
+    """Return the task and the shift of ``NAME`` or ``NAME?shift=S&prior=P``."""
+    name, _, query = text.partition("?")
     try:
-        return GENERATORS[name]
+        task = GENERATORS[name]
     except KeyError:
         raise ConfigError(f"synthetic task {name!r} is unknown; choose one of {', '.join(GENERATORS)}") from None
+    values: dict[str, float] = {}
+    for item in filter(None, query.split("&")):
+        key, sep, raw = item.partition("=")
+        if key not in ("shift", "prior") or not sep:
+            raise ConfigError(f"synthetic:{text}: unknown option {item!r} (allowed: shift=S, prior=P)")
+        try:
+            values[key] = float(raw)
+        except ValueError:
+            raise ConfigError(f"synthetic:{text}: {key} must be a number, got {raw!r}") from None
+    prior = values.get("prior")
+    if prior is not None and not 0.0 < prior < 1.0:
+        raise ConfigError(f"synthetic:{text}: prior must be between 0 and 1 (exclusive), got {prior:g}")
+    return task, Shift(values.get("shift", 0.0), prior)
+
+
+def get_task(name: str) -> SyntheticTask:
+    """Return the synthetic task called ``name`` (a ``?shift=...`` suffix allowed) or raise a ConfigError."""
+    return parse_name(name)[0]
 
 
 def _check_rows(rows: int) -> None:
@@ -327,13 +394,58 @@ def _check_seed(seed: int) -> None:
 # --- streaming and writing ---------------------------------------------------------------------
 
 
-def _blocks(task: SyntheticTask, rows: int, seed: int, first: int = 0, last: int | None = None) -> Iterator[pa.Table]:
-    """Yield blocks ``first``..``last - 1`` of a ``rows``-row dataset, the final one trimmed."""
+def _blocks(task: SyntheticTask, rows: int, seed: int) -> Iterator[pa.Table]:
+    """Yield the blocks of a ``rows``-row dataset, the final one trimmed."""
     n_blocks = -(-rows // BLOCK_ROWS)
-    for index in range(first, n_blocks if last is None else min(last, n_blocks)):
+    for index in range(n_blocks):
         table = task.block(index, seed)
         remaining = rows - index * BLOCK_ROWS
         yield table if remaining >= BLOCK_ROWS else table.slice(0, remaining)
+
+
+def _kept_rows(task: SyntheticTask, shift: Shift, table: pa.Table, rng: np.random.Generator) -> np.ndarray:
+    """Return the mask of the block's rows a shift keeps (selection leaves P(y|x) or P(x|y) alone)."""
+    keep = np.ones(table.num_rows, dtype=bool)
+    if shift.covariate:
+        z = np.zeros(table.num_rows)
+        for col in task.shift_columns:
+            values = np.asarray(table.column(col).to_numpy(zero_copy_only=False), dtype=np.float64)
+            ok = np.isfinite(values)
+            mean, sd = values[ok].mean(), values[ok].std() or 1.0
+            z += np.where(ok, (values - mean) / sd, 0.0)
+        keep &= rng.random(table.num_rows) < _sigmoid(shift.covariate * z)
+    if shift.prior is not None:
+        last = np.asarray(table.column(task.label).to_numpy(zero_copy_only=False)) == task.classes[-1]
+        share = last[keep].mean()
+        if 0.0 < share < 1.0:
+            target = shift.prior
+            if target > share:  # thin the other classes
+                accept = np.where(last, 1.0, share * (1 - target) / (target * (1 - share)))
+            else:  # thin the last class
+                accept = np.where(last, target * (1 - share) / (share * (1 - target)), 1.0)
+            keep &= rng.random(table.num_rows) < accept
+    return keep
+
+
+def _shifted_blocks(task: SyntheticTask, shift: Shift, rows: int, seed: int) -> Iterator[pa.Table]:
+    """Yield ``BLOCK_ROWS``-row tables of the shifted task until ``rows`` rows (the last one trimmed)."""
+
+    def kept() -> Iterator[pa.Table]:
+        left, index = rows, 0
+        while left > 0:
+            table = task.block(index, seed)
+            rng = np.random.default_rng([seed, index, task.task_id, 1])  # its own stream: the data stay as drawn
+            table = table.filter(pa.array(_kept_rows(task, shift, table, rng)))
+            yield table.slice(0, left)
+            left -= min(left, table.num_rows)
+            index += 1
+
+    return _rechunk(kept(), BLOCK_ROWS)
+
+
+def _stream(name: str, rows: int, seed: int) -> Iterator[pa.Table]:
+    task, shift = parse_name(name)
+    return _shifted_blocks(task, shift, rows, seed) if shift.active else _blocks(task, rows, seed)
 
 
 def iter_rows(name: str, rows: int, seed: int = 0, chunk_rows: int = BLOCK_ROWS) -> Iterator[pa.Table]:
@@ -341,12 +453,11 @@ def iter_rows(name: str, rows: int, seed: int = 0, chunk_rows: int = BLOCK_ROWS)
 
     Memory is bounded by one block plus one chunk whatever ``rows`` is.
     """
-    task = get_task(name)
     _check_rows(rows)
     _check_seed(seed)
     if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int | np.integer) or chunk_rows < 1:
         raise ConfigError(f"chunk_rows: must be an integer >= 1, got {chunk_rows!r}")
-    return _rechunk(_blocks(task, rows, seed), int(chunk_rows))
+    return _rechunk(_stream(name, rows, seed), int(chunk_rows))
 
 
 def _rechunk(blocks: Iterator[pa.Table], chunk_rows: int) -> Iterator[pa.Table]:
@@ -390,14 +501,19 @@ def _write_csv(blocks: Iterator[pa.Table], path: Path) -> None:
             writer.close()
 
 
-def _write_parts(task: SyntheticTask, rows: int, seed: int, directory: Path) -> list[Path]:
+def _write_parts(blocks: Iterator[pa.Table], directory: Path) -> list[Path]:
     """Write part-00000.parquet, ... (up to ``BLOCKS_PER_PART`` blocks each) into ``directory``."""
-    n_blocks = -(-rows // BLOCK_ROWS)
-    parts = []
-    for part, first in enumerate(range(0, n_blocks, BLOCKS_PER_PART)):
-        path = directory / f"part-{part:05d}.parquet"
-        _write_parquet(_blocks(task, rows, seed, first, first + BLOCKS_PER_PART), path)
-        parts.append(path)
+    parts: list[Path] = []
+    pending: list[pa.Table] = []
+    for block in blocks:
+        pending.append(block)
+        if len(pending) == BLOCKS_PER_PART:
+            parts.append(directory / f"part-{len(parts):05d}.parquet")
+            _write_parquet(iter(pending), parts[-1])
+            pending = []
+    if pending:
+        parts.append(directory / f"part-{len(parts):05d}.parquet")
+        _write_parquet(iter(pending), parts[-1])
     return parts
 
 
@@ -420,7 +536,7 @@ def write_dataset(name: str, rows: int, out: Path, seed: int = 0) -> list[Path]:
     error or Ctrl-C leaves nothing half-written. An existing file is replaced; an existing
     directory only when it holds nothing but Parquet parts from an earlier run.
     """
-    task = get_task(name)
+    get_task(name)
     _check_rows(rows)
     _check_seed(seed)
     out = Path(out)
@@ -433,12 +549,12 @@ def write_dataset(name: str, rows: int, out: Path, seed: int = 0) -> list[Path]:
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:12]}"
     try:
         if kind == "parquet":
-            _write_parquet(_blocks(task, rows, seed), tmp)
+            _write_parquet(_stream(name, rows, seed), tmp)
         elif kind == "csv":
-            _write_csv(_blocks(task, rows, seed), tmp)
+            _write_csv(_stream(name, rows, seed), tmp)
         else:
             tmp.mkdir()
-            names = [p.name for p in _write_parts(task, rows, seed, tmp)]
+            names = [p.name for p in _write_parts(_stream(name, rows, seed), tmp)]
             if out.exists():
                 # A directory cannot be replaced in one step: move the old one aside first.
                 old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:12]}"
@@ -464,21 +580,21 @@ def default_cache_dir() -> Path:
 def materialize(name: str, rows: int, seed: int = 0, cache_dir: Path | None = None) -> Path:
     """Return a cached directory of Parquet parts holding ``rows`` rows of task ``name``.
 
-    The directory is generated once per (name, rows, seed, generator version) into a temporary
-    directory and renamed into place; when another process finished first, its copy is used.
+    The directory is generated once per (name, shift, rows, seed, generator version) into a
+    temporary directory and renamed into place; when another process finished first, its copy is used.
     """
-    task = get_task(name)
+    task, shift = parse_name(name)
     _check_rows(rows)
     _check_seed(seed)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    final = root / f"{name}-rows{rows}-seed{seed}-v{GENERATOR_VERSION}"
+    final = root / f"{task.name}{shift.cache_suffix()}-rows{rows}-seed{seed}-v{GENERATOR_VERSION}"
     if final.is_dir():
         return final
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir()
-        _write_parts(task, rows, seed, tmp)
+        _write_parts(_stream(name, rows, seed), tmp)
         try:
             os.rename(tmp, final)
         except OSError:
