@@ -1,19 +1,33 @@
-"""Scoring with a saved run: reload its verified model and predict or evaluate new data."""
+"""Scoring with a saved run: reload its verified model and predict or evaluate new data.
+
+``write_scores`` is batch scoring (``scaleclf predict``, the pipelines' ``score`` stage): it
+streams the input in batches and writes each batch's predictions with a ``ParquetWriter``, so
+memory is bounded by one batch whatever the input's size. Models the model layer reloads without
+an engine (scikit-learn, xgboost, NumPy networks, naive Bayes: every engine's but Spark MLlib's)
+predict in this process and carry the input's identifier columns through; Spark models are
+scored on Spark, which returns row keys only.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from pipelines.artifacts import read_verified_manifest
-from pipelines.data.schema import DataPlan, DataProfile, Task, check_same_family, schema_from_text
+from pipelines.data.schema import DataPlan, DataProfile, Task, check_same_family, numeric_values, schema_from_text
 from pipelines.data.sources import read_schema, resolve_source
-from pipelines.data.split import TEST
+from pipelines.data.split import KEY_COLUMN, SPLIT_COLUMN, SPLIT_NAMES, TEST
 from pipelines.engines import create_engine
 from pipelines.engines.base import FitContext
 from pipelines.errors import ArtifactError, ConfigError, DataError
@@ -25,6 +39,10 @@ from pipelines.models.preprocess import Preprocessor
 from pipelines.progress import Progress
 from pipelines.run import MODEL_FORMAT, Predictions
 from pipelines.spec import JobSpec, build_spec, load_yaml
+
+BATCH_ROWS = 65_536
+# Output columns scaleclf writes; an identifier column of the same name would be ambiguous.
+RESERVED = ("row_key", "label", "prediction")
 
 
 @dataclass
@@ -162,3 +180,224 @@ def check_scoring_data(profile: DataProfile, task: Task, plan: DataPlan) -> None
             raise DataError(
                 f"--data: label value(s) {', '.join(unseen[:5])} were never seen in training ({split} rows)"
             )
+
+
+@dataclass
+class ScoreSummary:
+    """What ``write_scores`` wrote: the file, its row count, the identifier columns kept."""
+
+    out: Path
+    rows: int
+    kept: list[str]
+    has_label: bool
+    split: str
+
+
+def in_process_model(run: LoadedRun, engine_name: str | None = None) -> Any | None:
+    """Return the run's model loaded for prediction in this process, or None when only its engine can run it.
+
+    ``engine_name`` asks for a given engine to score (``--engine``): then the engine scores.
+    """
+    from pipelines.models.fitted import load_fitted
+
+    if engine_name is not None:
+        return None
+    try:
+        return load_fitted(run.run_dir / "model", run.manifest["native_kind"], run.ctx.task.n_classes, run.ctx.output)
+    except ArtifactError:  # a model only its engine loads (Spark MLlib)
+        return None
+
+
+def raw_outputs(model: Any, table: pa.Table, ctx: FitContext) -> np.ndarray:
+    """Return the model's probabilities or decision scores for the feature columns of ``table``."""
+    return np.asarray(model.predict(ctx.features(table)), dtype=np.float64)
+
+
+def check_features(table: pa.Table, run: LoadedRun, where: str) -> None:
+    """Raise a DataError when a feature column is missing or holds infinite values."""
+    schema = run.manifest["schema"]
+    for col in [*schema["numeric"], *schema["categorical"]]:
+        if col not in table.schema.names:
+            raise DataError(f"{where}: column {col!r}, a feature of this model, is missing")
+    for col in schema["numeric"]:
+        infinite = int(np.isinf(numeric_values(table.column(col))).sum())
+        if infinite:
+            raise DataError(f"{where}: column {col!r} has {infinite} infinite values in the data to score")
+
+
+def predict_table(run: LoadedRun, table: pa.Table, model: Any | None = None) -> np.ndarray:
+    """Return the final probabilities (rows x classes, input order) of the rows of ``table``.
+
+    ``model`` is ``in_process_model(run)`` when the caller keeps it between calls; a model only
+    its engine can run is scored through a temporary Parquet file and matched back by row key.
+    """
+    check_features(table, run, "input")
+    model = model if model is not None else in_process_model(run)
+    if model is not None:
+        return run.post.probabilities(raw_outputs(model, table, run.ctx), run.ctx.output)
+    with tempfile.TemporaryDirectory(prefix="scaleclf-score-") as tmp:
+        path = Path(tmp) / "rows.parquet"
+        pq.write_table(table, path)
+        _, preds, proba, _ = score(run.run_dir, str(path), split="all")
+        plan, _ = scoring_plan(run, str(path), "all")
+    keys = np.asarray(plan.attach(table).column(KEY_COLUMN).to_numpy())
+    # Identical rows share a key and a prediction, so a key names one row of probabilities.
+    order = np.argsort(preds.keys, kind="stable")
+    where = np.searchsorted(preds.keys[order], keys)
+    return proba[order[np.minimum(where, len(order) - 1)]]
+
+
+def _keep_columns(names: list[str], run: LoadedRun, keep: list[str] | None) -> list[str]:
+    schema = run.manifest["schema"]
+    features = {*schema["numeric"], *schema["categorical"]}
+    if keep is None:
+        return [c for c in names if c not in features and c != schema["label"]]
+    for col in keep:
+        if col not in names:
+            raise ConfigError(f"--keep: column {col!r} is not in the data to score")
+    return list(dict.fromkeys(keep))
+
+
+def _output_names(run: LoadedRun, kept: list[str], has_label: bool) -> list[str]:
+    classes = [str(c) for c in run.ctx.task.classes]
+    names = ["row_key", *kept, *(["label"] if has_label else []), *(f"proba_{c}" for c in classes), "prediction"]
+    clash = sorted({c for c in kept if c in RESERVED or c in names[len(kept) + 1 :]})
+    if clash:
+        raise ConfigError(f"--keep: column {clash[0]!r} has the name of a prediction column; rename it first")
+    return names
+
+
+def _in_process_batches(
+    run: LoadedRun, model: Any, plan: DataPlan, split: str, kept: list[str], batch_rows: int
+) -> Iterator[tuple[pa.Table, np.ndarray, np.ndarray]]:
+    """Yield (kept columns with the row key, class index, probabilities) batch by batch.
+
+    The input is read piece by piece with the engines' row reader (a Parquet row group, a CSV
+    file), the identifier columns from the same piece, so rows stay aligned; memory holds one
+    piece and one batch of predictions.
+    """
+    from pipelines.data.reader import read_unit, source_units
+
+    code = SPLIT_NAMES.index(split)
+    given = read_schema(plan.source, "--data")
+    ids = dataclasses.replace(plan, numeric=tuple(kept), categorical=(), key_columns=(), has_label=False, schema=given)
+    for unit in source_units(plan.source):
+        table = plan.attach(read_unit(plan, unit, plan.source))
+        if kept:
+            for name, column in zip(kept, read_unit(ids, unit, plan.source).columns, strict=True):
+                table = table.append_column(name, column) if name not in table.column_names else table
+        if plan.fixed_split is None:
+            table = table.filter(pc.equal(table.column(SPLIT_COLUMN), pa.scalar(code, pa.int8())))
+        for start in range(0, table.num_rows, batch_rows):
+            batch = table.slice(start, batch_rows)
+            check_features(batch, run, "--data")
+            y = _labels(batch, run, plan)
+            proba = run.post.probabilities(raw_outputs(model, batch, run.ctx), run.ctx.output)
+            yield batch.select([KEY_COLUMN, *kept]), y, proba
+
+
+def _labels(table: pa.Table, run: LoadedRun, plan: DataPlan) -> np.ndarray:
+    if not plan.has_label:
+        return np.full(table.num_rows, -1, dtype=np.int32)
+    column = table.column(plan.label)
+    y = run.ctx.task.encode(column)
+    unseen = (y < 0) & ~np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    if unseen.any():
+        values = sorted({str(v) for v in pc.filter(column, pa.array(unseen)).to_pylist()})
+        raise DataError(f"--data: label value(s) {', '.join(values[:5])} were never seen in training")
+    return y
+
+
+def _engine_batches(
+    run: LoadedRun, plan: DataPlan, split: str, engine_name: str | None, progress: Progress
+) -> Iterator[tuple[pa.Table, np.ndarray, np.ndarray]]:
+    """Yield (row keys, class index, probabilities) as the run's engine streams its predictions."""
+    engine_spec = run.spec.engine.model_copy(update={"name": engine_name or run.manifest["engine"]})
+    engine = create_engine(engine_spec, run.ctx.seed)
+    with engine:
+        with progress.stage("load_s", f"loaded {plan.source.text} on {engine.name}"):
+            data = engine.load(plan)
+            check_scoring_data(engine.profile(data, plan), run.ctx.task, plan)
+            model = engine.load_model(run.run_dir / "model", run.ctx, run.manifest["native_kind"])
+        for batch in engine.predict(model, data, run.ctx, split):
+            preds = Predictions.collect([batch])
+            keys = pa.table({KEY_COLUMN: pa.array(preds.keys, pa.uint64())})
+            yield keys, preds.y, run.post.probabilities(preds.values, run.ctx.output)
+
+
+def write_scores(
+    run_dir: Path,
+    source_text: str,
+    out: Path,
+    *,
+    keep: list[str] | None = None,
+    split: str = "auto",
+    engine_name: str | None = None,
+    batch_rows: int = BATCH_ROWS,
+    progress: Progress | None = None,
+) -> ScoreSummary:
+    """Score ``source_text`` with a saved run into the Parquet file ``out``, batch by batch.
+
+    Columns: ``row_key``, the kept identifier columns (default: every input column that is
+    neither a feature nor the label), ``label`` when the input has the label column,
+    ``proba_<class>`` and ``prediction``. The file appears only when complete.
+    """
+    if split not in ("auto", "all", "train", "valid", "test"):
+        raise ConfigError(f"--split: {split!r} is not allowed (allowed: auto, all, train, valid, test)")
+    if out.is_dir():
+        raise ConfigError(f"--out: {out} is a directory; give a file path such as predictions.parquet")
+    progress = progress or Progress(quiet=True)
+    run = load_run(run_dir)
+    plan, read_split = scoring_plan(run, source_text, split)
+    model = in_process_model(run, engine_name)
+    if model is not None:
+        kept = _keep_columns(list(read_schema(plan.source, "--data").names), run, keep)
+        batches = _in_process_batches(run, model, plan, read_split, kept, batch_rows)
+    else:
+        if keep:
+            raise ConfigError(
+                f"--keep: a {run.manifest['engine']} model is scored on its engine, which returns row keys only;"
+                " identifier columns are kept for models that score in this process (local-engine runs)"
+            )
+        kept = []
+        batches = _engine_batches(run, plan, read_split, engine_name, progress)
+    names = _output_names(run, kept, plan.has_label)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    rows = 0
+    try:
+        with progress.stage("predict_s", f"scored the {read_split} rows of {source_text}"):
+            writer: pq.ParquetWriter | None = None
+            try:
+                for ids, y, proba in batches:
+                    table = _output_table(run, ids, y, proba, kept, plan.has_label, names)
+                    writer = writer or pq.ParquetWriter(tmp, table.schema)
+                    writer.write_table(table)
+                    rows += table.num_rows
+            finally:
+                if writer is not None:
+                    writer.close()
+        if rows == 0:
+            raise DataError(f"--data: no {read_split} rows to score in {source_text}")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ScoreSummary(out, rows, kept, plan.has_label, read_split)
+
+
+def _output_table(
+    run: LoadedRun, ids: pa.Table, y: np.ndarray, proba: np.ndarray, kept: list[str], has_label: bool, names: list[str]
+) -> pa.Table:
+    task = run.ctx.task
+    classes = np.array(list(task.classes), dtype=object)
+    columns: list[Any] = [ids.column(KEY_COLUMN).cast(pa.uint64()), *(ids.column(c) for c in kept)]
+    kind = pa.array(list(task.classes)).type
+    if has_label:
+        label = classes[np.maximum(y, 0)]
+        label[y < 0] = None
+        columns.append(pa.array(label.tolist(), type=kind))
+    columns += [pa.array(proba[:, j]) for j in range(task.n_classes)]
+    threshold = run.post.decision_threshold
+    chosen = (proba[:, 1] >= threshold).astype(int) if task.n_classes == 2 else proba.argmax(axis=1)
+    columns.append(pa.array(classes[chosen].tolist(), type=kind))
+    return pa.table(columns, names=names)

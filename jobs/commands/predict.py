@@ -1,8 +1,7 @@
-"""``scaleclf predict``: score new data with a saved run's model."""
+"""``scaleclf predict``: score new data with a saved run's model, batch by batch."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -22,28 +21,25 @@ def predict(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by train or federate.")],
     data: Annotated[str, typer.Option("--data", help="Source to score: path, URI, builtin:NAME or synthetic:NAME.")],
     out: Annotated[Path, typer.Option("--out", help="Parquet file to write the predictions to.")],
+    keep: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--keep", help="Input column to copy into the output (repeatable; default: every non-feature column)."
+        ),
+    ] = None,
     split: SplitOption = "auto",
     engine: EngineOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
     debug: DebugOption = False,
 ) -> None:
-    """Write predictions (row_key, label, proba_<class>, prediction) to a Parquet file."""
-    from pipelines.errors import ConfigError
+    """Write row_key, kept columns, label (when the input has it), proba_<class> and prediction to a Parquet file."""
     from pipelines.progress import Progress, stdout
-    from pipelines.run import write_predictions
-    from pipelines.scoring import score
+    from pipelines.scoring import write_scores
 
-    if out.exists() and out.is_dir():
-        raise ConfigError(f"--out: {out} is a directory; give a file path such as predictions.parquet")
-    run, preds, proba, _ = score(
-        run_dir, data, split=split, engine_name=engine, progress=Progress(quiet=quiet, verbose=verbose)
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
-        write_predictions(tmp, preds, proba, run.ctx.task, run.post.decision_threshold)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    progress = Progress(quiet=quiet, verbose=verbose)
+    summary = write_scores(run_dir, data, out, keep=keep, split=split, engine_name=engine, progress=progress)
+    kept = f"; kept {', '.join(summary.kept)}" if summary.kept else ""
+    label = "" if summary.has_label else "; no label column in the input, none written"
+    progress.note(f"scored {summary.rows} rows ({summary.split}){kept}{label}")
     stdout(str(out))
