@@ -10,7 +10,7 @@ import click
 import typer
 from typer.main import get_command
 
-from jobs.commands import CONTEXT, bench, compare, data, evaluate, federate, models, predict, schema, train
+from jobs.commands import CONTEXT, bench, compare, data, evaluate, federate, models, pipeline, predict, schema, train
 from pipelines.errors import ScaleclfError
 from pipelines.process_exit import run_main
 
@@ -30,6 +30,7 @@ app.command("compare")(compare.compare)
 app.command("schema")(schema.schema)
 app.command("models")(models.models)
 app.add_typer(data.app, name="data")
+app.add_typer(pipeline.app, name="pipeline")
 
 
 def _print_version(value: bool) -> None:

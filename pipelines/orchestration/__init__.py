@@ -1,0 +1,1 @@
+"""Pipelines of jobs as Dagster assets: data, train candidates, champion, registry, scoring, drift, retraining."""
