@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,9 @@ def client() -> Any:
 
 def register(mlflow: Any, name: str, model_uri: str, run_dir: Path) -> str:
     """Register ``model_uri`` as a new version of ``name``; return the version number."""
-    version = mlflow.register_model(model_uri, name, tags={RUN_DIR_TAG: str(run_dir.resolve())})
+    # register_model prints its progress on stderr; the stage reports the version itself.
+    with contextlib.redirect_stderr(io.StringIO()):
+        version = mlflow.register_model(model_uri, name, tags={RUN_DIR_TAG: str(run_dir.resolve())})
     return str(version.version)
 
 
