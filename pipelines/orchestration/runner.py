@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -141,7 +142,7 @@ def stage_error(result: Any) -> ScaleclfError:
     while error is not None and error.cls_name not in ERRORS and error.cause is not None:
         error = error.cause
     name = error.cls_name if error is not None else "Exception"
-    message = " ".join((error.message if error is not None else "").split()).removeprefix(f"{name}: ")
+    message = re.sub(rf"^[\w.]*{name}: ", "", " ".join((error.message if error is not None else "").split()))
     return ERRORS.get(name, ScaleclfError)(f"stage {stage} failed after retries: {message}")
 
 
