@@ -259,20 +259,38 @@ def test_tampered_model_is_refused(tmp_path: Path, cli) -> None:
     assert "does not match its sha256" in result.err and len(result.err.strip().splitlines()) == 1
 
 
-def test_mlflow_logs_params_metrics_and_artifacts(tmp_path: Path, monkeypatch) -> None:
+def test_mlflow_logs_params_metrics_artifacts_and_a_loadable_model(tmp_path: Path, monkeypatch, cli) -> None:
     mlflow = pytest.importorskip("mlflow")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'ml.db'}")
     spec = base_spec("builtin:wine", label="target")
-    spec["output"] = {"mlflow": True, "mlflow_experiment": "wine", "report": True}
-    _, metrics = _train(spec, tmp_path)
+    spec["output"] = {"mlflow": True, "mlflow_experiment": "wine", "report": True, "dir": str(tmp_path / "runs")}
+    config = tmp_path / "wine.yaml"
+    config.write_text(json.dumps(spec))
+    result = cli("train", config)
+    assert result.code == 0, result.err
+    run_dir = Path(result.last_line)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'ml.db'}")
     runs = mlflow.search_runs(experiment_names=["wine"], output_format="list")
     assert len(runs) == 1
     logged = runs[0]
+    assert f"MLflow run {logged.info.run_id}, model models:/" in result.err
     assert logged.data.metrics["test_accuracy"] == pytest.approx(metrics["test"]["accuracy"])
     assert logged.data.params["model.name"] == "logistic_regression"
     names = {a.path for a in mlflow.MlflowClient().list_artifacts(logged.info.run_id)}
-    assert {"metrics.json", "report.html", "model"} <= names
+    assert {"metrics.json", "report.html", "spec.yaml", "plots"} <= names
+    # The pyfunc model predicts what predict writes; the native flavor is scikit-learn's (skops).
+    out = tmp_path / "p.parquet"
+    assert cli("predict", run_dir, "--data", "builtin:wine", "--split", "all", "--out", out, "-q").code == 0
+    from pipelines.data.sources import read_table, resolve_source
+
+    rows = read_table(resolve_source("builtin:wine")).to_pandas()
+    got = mlflow.pyfunc.load_model(f"runs:/{logged.info.run_id}/model").predict(rows)
+    want = pq.read_table(out)
+    for cls in ("0", "1", "2"):
+        np.testing.assert_allclose(got[f"proba_{cls}"], want.column(f"proba_{cls}").to_numpy(), rtol=0, atol=1e-9)
+    native = mlflow.sklearn.load_model(f"runs:/{logged.info.run_id}/native_model")
+    assert type(native).__name__ == "LogisticRegression"
 
 
 @pytest.mark.parametrize("model", sorted(CATALOG))
