@@ -131,9 +131,9 @@ def build_assets(spec: PipelineSpec, out: Path, quiet: bool = False) -> list[Any
         max_retries=spec.retries.max_retries, delay=spec.retries.delay_s, backoff=dg.Backoff.EXPONENTIAL
     )
     base = spec.base_job()
-    experiment = spec.name
+    experiment = group = spec.name  # one Dagster asset group per pipeline, named after it
 
-    @dg.observable_source_asset(key=TRAINING_DATA, description=f"training data: {base.data.source}")
+    @dg.observable_source_asset(key=TRAINING_DATA, group_name=group, description=f"training data: {base.data.source}")
     def training_data() -> dg.DataVersion:
         d = base.data
         return dg.DataVersion(content_hash(d.source, d.rows, d.generator_seed, d.format, "data.source"))
@@ -142,7 +142,7 @@ def build_assets(spec: PipelineSpec, out: Path, quiet: bool = False) -> list[Any
         key="data",
         deps=[TRAINING_DATA],
         code_version=code_version({"data": base.data.model_dump(mode="json"), "seed": base.seed}),
-        group_name="prepare",
+        group_name=group,
         description="read, validate and profile the training data; keep the drift reference sample",
     )
     def data() -> dg.Output[Any]:
@@ -165,7 +165,7 @@ def build_assets(spec: PipelineSpec, out: Path, quiet: bool = False) -> list[Any
         key="compare",
         ins={f"c_{i}": dg.AssetIn(k) for i, k in enumerate(candidate_keys.values())},
         code_version=code_version({"metric": spec.champion.metric, "candidates": sorted(spec.candidates)}),
-        group_name="select",
+        group_name=group,
         description="every candidate's valid and test metrics side by side",
     )
     def compare(**found: Any) -> dg.Output[Any]:
@@ -182,7 +182,7 @@ def build_assets(spec: PipelineSpec, out: Path, quiet: bool = False) -> list[Any
         ins={f"c_{i}": dg.AssetIn(k) for i, k in enumerate(candidate_keys.values())},
         deps=["compare"],
         code_version=code_version(spec.champion.model_dump(mode="json")),
-        group_name="select",
+        group_name=group,
         description=f"best candidate on the valid split by {spec.champion.metric} (ties: the simpler model)",
     )
     def champion(**found: Any) -> dg.Output[Any]:
@@ -217,7 +217,7 @@ def _train_asset(
         deps=["data"],
         code_version=code_version(job.model_dump(mode="json")),
         retry_policy=retry,
-        group_name="train",
+        group_name=spec.name,
         kinds={job.engine.name},
         description=f"{job.model.name} on {job.engine.name}" + (" (tuned)" if job.tuning.enabled else ""),
     )
@@ -240,7 +240,7 @@ def _register_asset(spec: PipelineSpec, out: Path, reporter: Reporter) -> Any:
     @dg.asset(
         key="register",
         code_version=code_version(spec.registry.model_dump(mode="json") | {"name": spec.model_name}),
-        group_name="serve",
+        group_name=spec.name,
         kinds={"mlflow"},
         description=f"MLflow Model Registry: {spec.model_name}@champion (a new champion must win the duel)",
     )
@@ -262,7 +262,7 @@ def _lifecycle_assets(
     new = spec.new_data
     model_key = "register" if spec.registry.enabled else "champion"
 
-    @dg.observable_source_asset(key=NEW_DATA, description=f"new data: {new.source}")
+    @dg.observable_source_asset(key=NEW_DATA, group_name=spec.name, description=f"new data: {new.source}")
     def new_data() -> dg.DataVersion:
         return dg.DataVersion(content_hash(new.source, new.rows, new.generator_seed, new.format, "new_data.source"))
 
@@ -272,7 +272,7 @@ def _lifecycle_assets(
         ins={"model": dg.AssetIn(model_key)},
         code_version=code_version({"score": spec.score.model_dump(mode="json")}),
         retry_policy=retry,
-        group_name="serve",
+        group_name=spec.name,
         description="batch scores of the new data by the registered champion",
     )
     def score(model: dict[str, Any]) -> dg.Output[Any]:
@@ -288,7 +288,7 @@ def _lifecycle_assets(
         key="drift",
         deps=[NEW_DATA],
         code_version=code_version({"drift": spec.drift.model_dump(mode="json"), "metric": spec.champion.metric}),
-        group_name="monitor",
+        group_name=spec.name,
         description="per-feature PSI and KS / chi-squared tests, score shift and live metrics; a verdict",
     )
     def drift(data: dict[str, Any], score: dict[str, Any]) -> dg.Output[Any]:
@@ -304,7 +304,7 @@ def _lifecycle_assets(
         deps=[NEW_DATA, model_key],
         code_version=code_version({"retrain": spec.retrain.model_dump(mode="json")}),
         retry_policy=retry,
-        group_name="monitor",
+        group_name=spec.name,
         description="on drift: a challenger trained on the new data, promoted only if it beats the champion",
     )
     def retrain(champion: dict[str, Any], drift: dict[str, Any]) -> dg.Output[Any]:

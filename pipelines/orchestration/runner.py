@@ -12,6 +12,7 @@ import fcntl
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import warnings
@@ -185,4 +186,14 @@ def serve_ui(out: Path, port: int, host: str = "127.0.0.1") -> int:
     }
     webserver = str(Path(sys.executable).parent / "dagster-webserver")
     cmd = [webserver, "-h", host, "-p", str(port), "-m", "pipelines.orchestration.definitions"]
-    return subprocess.call(cmd, env=env)
+    proc = subprocess.Popen(cmd, env=env)
+    # A SIGTERM to this command must stop the webserver too, not leave it listening.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=60)
