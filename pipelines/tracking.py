@@ -141,8 +141,7 @@ def log_pyfunc(mlflow: Any, run_dir: Path) -> str:
 
     example = input_example(run_dir)
     code = Path(__file__).with_name("mlflow_model.py")
-    model = _load_pyfunc_locally(run_dir)
-    signature = infer_signature(example, model.predict(None, example))
+    signature = infer_signature(example, output_example(run_dir, len(example)))
     info = mlflow.pyfunc.log_model(
         name=PYFUNC_NAME,
         python_model=str(code),
@@ -154,15 +153,16 @@ def log_pyfunc(mlflow: Any, run_dir: Path) -> str:
     return f"runs:/{mlflow.active_run().info.run_id}/{PYFUNC_NAME}" if info is None else str(info.model_uri)
 
 
-def _load_pyfunc_locally(run_dir: Path) -> Any:
-    """Return the pyfunc model class loaded straight from the run directory (to infer the signature)."""
-    from types import SimpleNamespace
+def output_example(run_dir: Path, rows: int) -> Any:
+    """Return a frame shaped like the pyfunc model's output (no prediction: that could start an engine)."""
+    import pandas as pd
 
-    from pipelines.mlflow_model import ScaleclfModel
+    from pipelines.scoring import load_run
 
-    model = ScaleclfModel()
-    model.load_context(SimpleNamespace(artifacts={"run": str(run_dir)}))
-    return model
+    classes = list(load_run(run_dir).ctx.task.classes)
+    frame = pd.DataFrame({f"proba_{c}": [1.0 / len(classes)] * rows for c in classes})
+    frame["prediction"] = [classes[0]] * rows
+    return frame
 
 
 def log_native(mlflow: Any, run_dir: Path) -> str | None:
