@@ -167,25 +167,25 @@ def output_example(run_dir: Path, rows: int) -> Any:
 
 def log_native(mlflow: Any, run_dir: Path) -> str | None:
     """Log the model's native MLflow flavor when it has one; return the flavor's name or None."""
+    from pipelines.models.fitted import TRUSTED_SKOPS_TYPES, XGBOOST_FILE
     from pipelines.scoring import in_process_model, load_run
 
-    model_dir = run_dir / "model"
-    if (model_dir / "xgboost.json").is_file():
+    run = load_run(run_dir)
+    kind = run.manifest["native_kind"]
+    if kind == "xgboost":
         import xgboost
 
         booster = xgboost.Booster()
-        booster.load_model(model_dir / "xgboost.json")
+        booster.load_model(run_dir / "model" / XGBOOST_FILE)
         mlflow.xgboost.log_model(
             booster, name=NATIVE_NAME, model_format="json", pip_requirements=[f"xgboost=={xgboost.__version__}"]
         )
         return "xgboost"
-    if (model_dir / "estimator.skops").is_file():
+    if kind == "sklearn":
         from importlib.metadata import version
 
-        from pipelines.engines.local.engine import TRUSTED_SKOPS_TYPES
-
-        model = in_process_model(load_run(run_dir))
-        assert model is not None  # an estimator.skops file is a local-engine model
+        model = in_process_model(run)
+        assert model is not None  # the model layer reloads scikit-learn models without an engine
         estimator = model.estimator
         mlflow.sklearn.log_model(
             estimator,
