@@ -270,3 +270,49 @@ def test_bad_pipeline_specs_name_the_key(tmp_path: Path, cli, change: dict, mess
     result = cli("pipeline", "run", write_pipeline(tmp_path / "bad.yaml", **change), "--out", tmp_path / "o")
     assert result.code == 2 and message in result.err, result.err
     assert len(result.err.strip().splitlines()) == 1
+
+
+def test_ui_serves_the_pipeline_assets_on_loopback(first_run: dict) -> None:
+    import json
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "jobs.cli", "pipeline", "ui", str(first_run["out"]), "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{url}/server_info", timeout=2)
+                break
+            except OSError:
+                time.sleep(1)
+        query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
+        request = urllib.request.Request(f"{url}/graphql", query, {"Content-Type": "application/json"})
+        nodes = json.load(urllib.request.urlopen(request, timeout=60))["data"]["assetNodes"]
+        keys = {"/".join(n["assetKey"]["path"]) for n in nodes}
+        assert set(STAGES) | {"source/training_data", "source/new_data"} <= keys
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=90) == 143  # the webserver is stopped with it
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"{url}/server_info", timeout=2)
+
+
+def test_a_tuned_candidate_is_a_tune_stage(tmp_path: Path, cli) -> None:
+    from pipelines.orchestration.assets import build_assets
+    from pipelines.orchestration.spec import load_pipeline
+
+    tuned = {
+        "model": {"name": "logistic_regression"},
+        "tuning": {"enabled": True, "n_trials": 2, "space": {"C": [0.1, 1]}},
+    }
+    config = write_pipeline(tmp_path / "t.yaml", candidates={"plain": {"model": {"name": "naive_bayes"}}, "lr": tuned})
+    keys = {a.key.to_user_string() for a in build_assets(load_pipeline(config), tmp_path)}
+    assert {"tune/lr", "train/plain"} <= keys
+    result = cli("pipeline", "status", tmp_path)
+    assert result.code == 5 and "is not a pipeline directory" in result.err
