@@ -28,6 +28,7 @@ from pipelines.orchestration.drift_stage import drift_stage
 from pipelines.orchestration.spec import PipelineSpec, code_version
 from pipelines.progress import Progress
 
+PIPELINE_JOB = "pipeline"
 TRAINING_DATA = dg.AssetKey(["source", "training_data"])
 NEW_DATA = dg.AssetKey(["source", "new_data"])
 
@@ -331,7 +332,7 @@ def _retrain_text(v: dict[str, Any]) -> str:
 def build_definitions(spec: PipelineSpec, out: Path, quiet: bool = False) -> dg.Definitions:
     """Return the Dagster Definitions of a pipeline writing into ``out`` (what ``dagster dev`` loads)."""
     assets = build_assets(spec, out, quiet)
-    job = dg.define_asset_job("pipeline", selection=dg.AssetSelection.all())
+    job = dg.define_asset_job(PIPELINE_JOB, selection=dg.AssetSelection.all())
     return dg.Definitions(
         assets=assets,
         jobs=[job],

@@ -85,9 +85,7 @@ def close_interrupted(instance: Any, progress: Progress) -> None:
 
 def run_pipeline(spec: PipelineSpec, quiet: bool = False) -> dict[str, str]:
     """Materialise the stale and missing stages of a pipeline; return each stage's outcome."""
-    import dagster as dg
-
-    from pipelines.orchestration.assets import JsonIOManager, build_assets
+    from pipelines.orchestration.assets import PIPELINE_JOB, build_assets, build_definitions
     from pipelines.orchestration.staleness import FRESH, QUIET, asset_states, downstream, observe_sources
 
     out = spec.out_dir()
@@ -108,11 +106,11 @@ def run_pipeline(spec: PipelineSpec, quiet: bool = False) -> dict[str, str]:
         if not todo:
             progress.note(f"every stage is up to date ({out})")
             return outcome
-        result = dg.materialize(
-            assets,
-            selection=sorted(todo, key=lambda k: k.to_user_string()),
+        # A run of the definitions' own job (not an ephemeral one), so the UI can re-execute it.
+        job = build_definitions(spec, out.resolve(), quiet).resolve_job_def(PIPELINE_JOB)
+        result = job.execute_in_process(
             instance=instance,
-            resources={"io_manager": JsonIOManager(base=str(out.resolve() / "assets"))},
+            asset_selection=sorted(todo, key=lambda k: k.to_user_string()),
             run_config=QUIET,
             raise_on_error=False,
             tags={"scaleclf/pipeline": spec.name},
