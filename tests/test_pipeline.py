@@ -316,3 +316,35 @@ def test_a_tuned_candidate_is_a_tune_stage(tmp_path: Path, cli) -> None:
     assert {"tune/lr", "train/plain"} <= keys
     result = cli("pipeline", "status", tmp_path)
     assert result.code == 5 and "is not a pipeline directory" in result.err
+
+
+def test_unlabelled_new_data_are_scored_with_their_ids_and_not_retrained_on(
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import pyarrow as pa
+
+    from pipelines.data.synthetic import write_dataset
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    write_dataset("higgs?shift=2", 1500, tmp_path / "new.parquet", seed=9)
+    table = pq.read_table(tmp_path / "new.parquet").drop_columns(["label"])
+    table = table.add_column(0, "event_id", pa.array([f"ev{i}" for i in range(table.num_rows)]))
+    pq.write_table(table, tmp_path / "new.parquet")
+    config = write_pipeline(
+        tmp_path / "u.yaml",
+        name="unlabelled",
+        candidates={"nb": {"model": {"name": "naive_bayes"}}},
+        new_data={"source": str(tmp_path / "new.parquet")},
+        retrain={"when": "always"},
+    )
+    result = cli("pipeline", "run", config, "--out", tmp_path / "out")
+    assert result.code == 0, result.err
+    scores = pq.read_table(tmp_path / "out" / "scores" / "scores.parquet")
+    assert scores.column_names == ["row_key", "event_id", "proba_0", "proba_1", "prediction"]
+    assert scores.column("event_id").to_pylist()[:2] == ["ev0", "ev1"] and scores.num_rows == 1500
+    drift = json.loads((tmp_path / "out" / "assets" / "drift.json").read_text())
+    assert drift["verdict"] == "drift" and drift["live"] is None
+    retrain = json.loads((tmp_path / "out" / "assets" / "retrain.json").read_text())
+    assert retrain == {"action": "none", "reason": "the new data carry no label column 'label' to train on"}

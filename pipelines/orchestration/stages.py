@@ -205,12 +205,16 @@ def retrain_stage(
     when = spec.retrain.when
     if when == "never" or (when == "drift" and drift["verdict"] != "drift"):
         return {"action": "none", "reason": f"retrain.when is {when}; drift verdict {drift['verdict']}"}
+    from pipelines.data.sources import read_schema, resolve_source
     from pipelines.orchestration.registry import challenge, register
     from pipelines.run import train
     from pipelines.spec import apply_overrides
     from pipelines.tracking import quiet_mlflow, use_store
 
     source = new_data_source(spec)
+    label = spec.base_job().data.label
+    if label not in read_schema(resolve_source(source, field_name="new_data.source"), "new_data.source").names:
+        return {"action": "none", "reason": f"the new data carry no label column {label!r} to train on"}
     raw = spec.candidate_job(champion["candidate"]).model_dump(mode="json")
     raw["data"].update({"source": source, "rows": None, "test_source": None})
     raw["output"].update({"dir": str(out / "runs" / "retrain"), "run_name": None, "mlflow": False})
