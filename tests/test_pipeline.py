@@ -272,6 +272,7 @@ def test_bad_pipeline_specs_name_the_key(tmp_path: Path, cli, change: dict, mess
     assert len(result.err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # starts dagster-webserver and its code server: about 40 s on two cores
 def test_ui_serves_the_pipeline_assets_on_loopback(first_run: dict) -> None:
     import json
     import socket
