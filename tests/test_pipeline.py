@@ -146,6 +146,12 @@ def test_a_rerun_is_up_to_date_and_a_changed_candidate_retrains_alone(
     found = outcome(changed.err)
     assert found["data"] == found["train/naive_bayes"] == "up to date"
     assert found["train/logreg"] != "up to date" and found["compare"] != "up to date"
+    # New data (another content hash) make what reads them stale, and nothing upstream.
+    fresh = cli(*args, "--set", "candidates.logreg.model.params.C=0.01", "--set", "new_data.generator_seed=6")
+    assert fresh.code == 0, fresh.err
+    found = outcome(fresh.err)
+    assert all(found[s] == "up to date" for s in STAGES[:6]), found
+    assert all(found[s] != "up to date" for s in ("score", "drift", "retrain")), found
 
 
 def test_kill_during_a_train_stage_then_rerun_recomputes_only_what_did_not_finish(

@@ -24,7 +24,6 @@ import dagster as dg
 
 from pipelines.errors import EngineError, ScaleclfError
 from pipelines.orchestration import stages
-from pipelines.orchestration.drift_stage import drift_stage
 from pipelines.orchestration.spec import PipelineSpec, code_version
 from pipelines.progress import Progress
 
@@ -70,6 +69,16 @@ def content_hash(text: str, rows: int | None, generator_seed: int, fmt: str, fie
             info = source.filesystem.get_file_info(path.split("://", 1)[1])
             digest.update(f"{info.size}:{info.mtime_ns}".encode())
     return digest.hexdigest()[:16]
+
+
+def source_versions(spec: PipelineSpec) -> dict[dg.AssetKey, str]:
+    """Return the data version (content hash) of the pipeline's training data and new data."""
+    d = spec.base_job().data
+    versions = {TRAINING_DATA: content_hash(d.source, d.rows, d.generator_seed, d.format, "data.source")}
+    if spec.new_data is not None:
+        n = spec.new_data
+        versions[NEW_DATA] = content_hash(n.source, n.rows, n.generator_seed, n.format, "new_data.source")
+    return versions
 
 
 class Reporter:
@@ -136,8 +145,7 @@ def build_assets(spec: PipelineSpec, out: Path, quiet: bool = False) -> list[Any
 
     @dg.observable_source_asset(key=TRAINING_DATA, group_name=group, description=f"training data: {base.data.source}")
     def training_data() -> dg.DataVersion:
-        d = base.data
-        return dg.DataVersion(content_hash(d.source, d.rows, d.generator_seed, d.format, "data.source"))
+        return dg.DataVersion(source_versions(spec)[TRAINING_DATA])
 
     @dg.asset(
         key="data",
@@ -265,7 +273,7 @@ def _lifecycle_assets(
 
     @dg.observable_source_asset(key=NEW_DATA, group_name=spec.name, description=f"new data: {new.source}")
     def new_data() -> dg.DataVersion:
-        return dg.DataVersion(content_hash(new.source, new.rows, new.generator_seed, new.format, "new_data.source"))
+        return dg.DataVersion(source_versions(spec)[NEW_DATA])
 
     @dg.asset(
         key="score",
@@ -296,7 +304,7 @@ def _lifecycle_assets(
         return run_stage(
             reporter,
             "drift",
-            lambda: drift_stage(spec, data, score, stages.new_data_source(spec), out),
+            lambda: _drift(spec, data, score, out),
             lambda v: f"{v['verdict']}" + (f": {'; '.join(v['reasons'])}" if v["reasons"] else "") + f", {v['report']}",
         )
 
@@ -317,6 +325,12 @@ def _lifecycle_assets(
         )
 
     return [new_data, score, drift, retrain]
+
+
+def _drift(spec: PipelineSpec, data: dict[str, Any], score: dict[str, Any], out: Path) -> dict[str, Any]:
+    from pipelines.orchestration.drift_stage import drift_stage  # matplotlib: only when drift runs
+
+    return drift_stage(spec, data, score, stages.new_data_source(spec), out)
 
 
 def _retrain_text(v: dict[str, Any]) -> str:

@@ -85,8 +85,8 @@ def close_interrupted(instance: Any, progress: Progress) -> None:
 
 def run_pipeline(spec: PipelineSpec, quiet: bool = False) -> dict[str, str]:
     """Materialise the stale and missing stages of a pipeline; return each stage's outcome."""
-    from pipelines.orchestration.assets import PIPELINE_JOB, build_assets, build_definitions
-    from pipelines.orchestration.staleness import FRESH, QUIET, asset_states, downstream, observe_sources
+    from pipelines.orchestration.assets import PIPELINE_JOB, build_assets, build_definitions, source_versions
+    from pipelines.orchestration.staleness import FRESH, QUIET, asset_states, downstream, record_source_versions
 
     out = spec.out_dir()
     progress = Progress(quiet=quiet)
@@ -95,7 +95,7 @@ def run_pipeline(spec: PipelineSpec, quiet: bool = False) -> dict[str, str]:
         instance = instance_for(out)
         close_interrupted(instance, progress)
         assets = build_assets(spec, out.resolve(), quiet)
-        observe_sources(assets, instance)
+        record_source_versions(instance, source_versions(spec))
         states = asset_states(assets, instance)
         todo = downstream(assets, {s.key for s in states if s.status != FRESH})
         outcome = {}
