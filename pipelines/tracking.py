@@ -114,7 +114,7 @@ def log_run(
             mlflow.set_tags(
                 {"engine": metrics.get("engine"), "model": metrics.get("model"), "run_dir": str(run_dir.resolve())}
             )
-            for name in ("metrics.json", "report.html", "spec.yaml", "tuning.json"):
+            for name in ("metrics.json", "report.html", "spec.yaml", "tuning.json", "explain.json"):
                 if (run_dir / name).is_file():
                     mlflow.log_artifact(str(run_dir / name))
             if (run_dir / "plots").is_dir():
