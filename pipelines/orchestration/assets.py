@@ -337,6 +337,8 @@ def _retrain_text(v: dict[str, Any]) -> str:
     if v["action"] == "none":
         return f"nothing to do ({v['reason']})"
     duel = v["duel"]
+    if duel["champion_score"] is None:
+        return f"challenger version {v['challenger_version']} {duel['decision']}: {duel['note']}"
     return (
         f"challenger version {v['challenger_version']} {duel['decision']}: {duel['metric']}"
         f" {duel['challenger_score']:.4f} vs champion {duel['champion_score']:.4f} on {duel['rows']} current test rows"

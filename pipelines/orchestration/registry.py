@@ -30,6 +30,7 @@ class Duel:
     champion_score: float | None = None
     challenger_score: float | None = None
     rows: int = 0
+    note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-ready data."""
@@ -113,8 +114,14 @@ def challenge(name: str, version: str, run_dir: Path, source: str, metric: str) 
     keys = np.asarray(test.column("row_key").to_numpy())
     y = task.encode(test.column("label"))
     new = metric_on_rows(run_dir, source, keys, y, metric)
-    old = metric_on_rows(version_run_dir(name, current), source, keys, y, metric)
-    better = new < old if metric in LOWER_IS_BETTER else new > old
+    note: str | None = None
+    try:
+        old: float | None = metric_on_rows(version_run_dir(name, current), source, keys, y, metric)
+    except ArtifactError as exc:
+        # A champion this scaleclf can no longer load (an older model format, a changed file)
+        # cannot serve either: the challenger replaces it, and the duel says why.
+        old, note = None, f"champion version {current.version} cannot be loaded: {exc}"
+    better = old is None or (new < old if metric in LOWER_IS_BETTER else new > old)
     if better:
         mlflow_client.set_registered_model_alias(name, CHAMPION, version)
         mlflow_client.delete_registered_model_alias(name, CHALLENGER)
@@ -126,4 +133,5 @@ def challenge(name: str, version: str, run_dir: Path, source: str, metric: str) 
         old,
         new,
         len(keys),
+        note,
     )
