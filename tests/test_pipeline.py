@@ -355,3 +355,20 @@ def test_unlabelled_new_data_are_scored_with_their_ids_and_not_retrained_on(
     assert drift["verdict"] == "drift" and drift["live"] is None
     retrain = json.loads((tmp_path / "out" / "assets" / "retrain.json").read_text())
     assert retrain == {"action": "none", "reason": "the new data carry no label column 'label' to train on"}
+
+
+def test_a_champion_that_no_longer_loads_is_replaced(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    config = write_pipeline(tmp_path / "c.yaml", name="broken", candidates={"lr": {"model": {"name": "naive_bayes"}}})
+    args = ["pipeline", "run", config, "--out", tmp_path / "out", "--set", "new_data=null"]
+    assert cli(*args).code == 0
+    first = json.loads((tmp_path / "out" / "assets" / "register.json").read_text())
+    preprocess = Path(first["champion_run_dir"]) / "model" / "preprocess.json"
+    preprocess.write_text(preprocess.read_text() + " ")  # no longer matches its sha256
+    again = cli(*args, "--set", "candidates.lr.model.params.var_smoothing=0.000001")
+    assert again.code == 0, again.err
+    duel = json.loads((tmp_path / "out" / "assets" / "register.json").read_text())["duel"]
+    assert duel["decision"] == "promoted" and duel["champion_score"] is None
+    assert "cannot be loaded" in duel["note"] and "sha256" in duel["note"]
