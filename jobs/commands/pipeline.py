@@ -8,9 +8,11 @@ from typing import Annotated
 
 import typer
 
-from jobs.commands import DebugOption, QuietOption, SetOption
+from jobs.commands import CONTEXT, DebugOption, QuietOption, SetOption
 
-app = typer.Typer(help="Pipelines of jobs (conf/pipelines/*.yaml) as Dagster assets.", no_args_is_help=True)
+app = typer.Typer(
+    help="Pipelines of jobs (conf/pipelines/*.yaml) as Dagster assets.", no_args_is_help=True, context_settings=CONTEXT
+)
 
 
 @app.command("run")
@@ -34,6 +36,7 @@ def run(
 @app.command("status")
 def status(
     directory: Annotated[Path, typer.Argument(help="A pipeline directory written by pipeline run.")],
+    quiet: QuietOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Print every stage: fresh, stale or missing, when it was last materialised, and what it found."""
@@ -52,6 +55,7 @@ def status(
 def ui(
     directory: Annotated[Path, typer.Argument(help="A pipeline directory written by pipeline run.")],
     port: Annotated[int, typer.Option("--port", help="Port of the Dagster UI on 127.0.0.1.")] = 3000,
+    quiet: QuietOption = False,
     debug: DebugOption = False,
 ) -> None:
     """Serve the Dagster UI (asset graph, lineage, materialisations) for the pipeline on 127.0.0.1."""
