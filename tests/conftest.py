@@ -126,6 +126,7 @@ class Listeners:
 
     def __init__(self) -> None:
         self.seen: set[tuple[str, str, int]] = set()
+        self.who: dict[int, str] = {}
 
     def poll(self) -> None:
         """Record the listening sockets of the process tree right now."""
@@ -137,13 +138,14 @@ class Listeners:
                 for conn in proc.net_connections(kind="inet"):
                     if conn.status == psutil.CONN_LISTEN:
                         self.seen.add((proc.name(), conn.laddr.ip, conn.laddr.port))
+                        self.who[conn.laddr.port] = " ".join(proc.cmdline())[:200]
             except (psutil.Error, OSError):
                 continue
 
     @property
     def off_loopback(self) -> list[tuple[str, str, int]]:
         """Return the listeners bound to anything but 127.0.0.1 / ::1."""
-        return sorted(s for s in self.seen if s[1] not in ("127.0.0.1", "::1"))
+        return sorted(s for s in self.seen if s[1] not in ("127.0.0.1", "::1", "::ffff:127.0.0.1"))
 
 
 @pytest.fixture

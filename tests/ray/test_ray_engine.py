@@ -101,7 +101,7 @@ def test_local_ray_trains_without_an_address_on_loopback_only(tmp_path: Path, li
     assert facts["address"] == "local"
     assert metrics(run_dir)["test"]["auc"] > 0.95
     assert any("gcs" in s[0] or "raylet" in s[0] for s in listeners.seen), listeners.seen
-    assert listeners.off_loopback == []
+    assert listeners.off_loopback == [], listeners.off_loopback
 
 
 def test_unreachable_address_is_one_line_and_no_run_directory(tmp_path: Path, cli: Any) -> None:

@@ -19,4 +19,4 @@ def test_a_local_spark_fit_binds_loopback_only(tmp_path: Path, listeners: Any, s
     }
     train(build_spec(spec))
     assert any(s[0] == "java" for s in listeners.seen), listeners.seen
-    assert listeners.off_loopback == []
+    assert listeners.off_loopback == [], listeners.off_loopback

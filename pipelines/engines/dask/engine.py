@@ -313,7 +313,10 @@ class DaskEngine(Engine):
                     grads = [sum(p[1][i] for p in parts) for i in range(len(params))]
                     return sum(p[0] for p in parts), grads, sum(p[2] for p in parts)
 
-                params, steps, curve = fit_lbfgs(totals, ctx.n_inputs, k, settings, callback=lambda _: self.on_step())
+                done = iter(range(1, settings["max_iter"] + 1))
+                params, steps, curve = fit_lbfgs(
+                    totals, ctx.n_inputs, k, settings, callback=lambda _: self.on_step(next(done, 0))
+                )
                 return NetworkModel(params, settings["loss"], k, settings | {"iterations": steps}, {"train": curve})
             return self._fit_xgboost(data, ctx, blocks)
 
