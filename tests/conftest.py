@@ -39,6 +39,27 @@ def _leave_like_the_cli() -> None:
 atexit.register(_leave_like_the_cli)
 
 
+def _absl_to_the_real_stderr() -> None:
+    """Point absl's log handler at the process's stderr, not the stream pytest was capturing.
+
+    ``dp_accounting`` imports ``absl.logging``, whose handler keeps whatever ``sys.stderr`` was at
+    import time: during collection, pytest's capture stream, closed later. A library that logs
+    through absl afterwards (the Dask pipeline test did) then wrote to a closed file and the whole
+    session died with "lost sys.stderr" (CI, twice). Imported here, first, and pointed at
+    ``sys.__stderr__``.
+    """
+    import sys
+
+    try:
+        import absl.logging
+    except ImportError:
+        return
+    absl.logging.get_absl_handler().python_handler.setStream(sys.__stderr__)
+
+
+_absl_to_the_real_stderr()
+
+
 @dataclass
 class CliResult:
     """Exit code and captured output of one in-process ``scaleclf`` call."""
