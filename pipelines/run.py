@@ -35,7 +35,9 @@ from pipelines.models.preprocess import Preprocessor, fit_preprocessor
 from pipelines.progress import Progress
 from pipelines.spec import JobSpec
 
-MODEL_FORMAT = 2  # model/manifest.json's format_version: 2 records native_kind and the Arrow schema
+# model/manifest.json's format_version: 2 records native_kind and the Arrow schema; 3 lists every file of
+# the run directory (paths relative to it) and signs the manifest.
+MODEL_FORMAT = 3
 
 
 @dataclass

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.artifacts import read_verified_manifest
+from pipelines.artifacts import verify_run
 from pipelines.data.schema import DataPlan, DataProfile, Task, check_same_family, numeric_values, schema_from_text
 from pipelines.data.sources import read_schema, resolve_source
 from pipelines.data.split import KEY_COLUMN, SPLIT_COLUMN, SPLIT_NAMES, TEST
@@ -57,16 +57,15 @@ class LoadedRun:
 
 
 def load_run(run_dir: Path) -> LoadedRun:
-    """Return the run's spec, verified manifest and fitted state (checksums checked first)."""
+    """Return the run's spec, verified manifest and fitted state.
+
+    The whole run directory is verified first (``pipelines.artifacts.verify_run``: every file
+    listed, unchanged, the manifest's signature when a key is set); nothing is read before.
+    """
     if not (run_dir / "spec.yaml").is_file():
         raise ArtifactError(f"{run_dir} is not a scaleclf run directory (no spec.yaml)")
     model_dir = run_dir / "model"
-    manifest = read_verified_manifest(model_dir)
-    if manifest.get("format_version") != MODEL_FORMAT:
-        raise ArtifactError(
-            f"{model_dir} was written in model format {manifest.get('format_version')!r}; this scaleclf reads"
-            f" format {MODEL_FORMAT}: train the run again"
-        )
+    manifest = verify_run(run_dir, MODEL_FORMAT)
     spec = build_spec(load_yaml((run_dir / "spec.yaml").read_text()))
     info = get_model(manifest["model"])
     prep = Preprocessor.from_dict(json.loads((model_dir / "preprocess.json").read_text()))

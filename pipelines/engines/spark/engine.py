@@ -11,6 +11,7 @@ probabilities through the shared Platt scaling, class weights through a weight c
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
@@ -524,12 +525,34 @@ def refuse_pickled_state(model_dir: Path) -> None:
 
     xgboost.spark saves an estimator's ``callbacks`` with cloudpickle under the metadata key
     ``serialized_callbacks`` and unpickles it on load; scaleclf never sets callbacks, so such a key
-    in a run directory was put there by someone else and must not reach pyspark.
+    in a run directory was put there by someone else and must not reach pyspark. Metadata lines
+    are read as JSON, as pyspark reads them, so an escaped key (``serialized\\u005f...``) is found too;
+    a metadata line that is not JSON is refused as well.
     """
     for path in sorted(model_dir.rglob("*")):
-        in_metadata = path.is_file() and "metadata" in path.relative_to(model_dir).parts
-        if in_metadata and b'"serialized_' in path.read_bytes():
-            raise ArtifactError(f"{path} holds a pickled object (serialized_*); scaleclf does not load it")
+        if not (path.is_file() and "metadata" in path.relative_to(model_dir).parts):
+            continue
+        if path.name.startswith((".", "_")):  # Hadoop's .crc checksums and the _SUCCESS marker
+            continue
+        for line in path.read_bytes().splitlines():
+            if not line.strip():
+                continue
+            try:
+                metadata = json.loads(line)
+            except ValueError:
+                raise ArtifactError(
+                    f"{path} is not Spark metadata (a line is not JSON); scaleclf does not load it"
+                ) from None
+            if _has_serialized_key(metadata):
+                raise ArtifactError(f"{path} holds a pickled object (serialized_*); scaleclf does not load it")
+
+
+def _has_serialized_key(node: Any) -> bool:
+    if isinstance(node, dict):
+        return any(str(k).startswith("serialized_") or _has_serialized_key(v) for k, v in node.items())
+    if isinstance(node, list):
+        return any(_has_serialized_key(v) for v in node)
+    return False
 
 
 def spark_error(exc: BaseException, what: str) -> Exception:
