@@ -73,8 +73,12 @@ class Prepared:
     preprocessor: Preprocessor
 
 
-def class_weights(task: Task, setting: str | dict[str, float] | None) -> np.ndarray | None:
-    """Return a weight per class index for ``model.class_weight`` (None = unweighted)."""
+def class_weights(task: Task, setting: str | dict[Any, float] | None) -> np.ndarray | None:
+    """Return a weight per class index for ``model.class_weight`` (None = unweighted).
+
+    Keys match labels of any type: ``{0: 2}`` (what YAML gives for integer labels), ``{"0": 2}``
+    (what spec.yaml holds once written as JSON-typed YAML) and ``{0: 2}`` for float labels 0.0/1.0.
+    """
     if setting is None:
         return None
     counts = np.asarray(task.class_counts, dtype=np.float64)
@@ -83,12 +87,27 @@ def class_weights(task: Task, setting: str | dict[str, float] | None) -> np.ndar
     weights = np.ones(task.n_classes)
     names = [str(c) for c in task.classes]
     for label, weight in setting.items():
-        if str(label) not in names:
+        index = _label_index(task.classes, label)
+        if index is None:
             raise ConfigError(
                 f"config error: model.class_weight.{label}: not a label value (values: {', '.join(names)})"
             )
-        weights[names.index(str(label))] = float(weight)
+        weights[index] = float(weight)
     return weights
+
+
+def _label_index(classes: Any, label: Any) -> int | None:
+    """Return the index of the class ``label`` names: equal value, equal text, or equal number."""
+    for i, cls in enumerate(classes):
+        if str(cls) == str(label) or (type(cls) is type(label) and cls == label):
+            return i
+    for i, cls in enumerate(classes):
+        try:
+            if not isinstance(cls, bool | str) and float(cls) == float(label):
+                return i
+        except (TypeError, ValueError):
+            continue
+    return None
 
 
 def prepare(spec: JobSpec, engine: Engine, progress: Progress) -> Prepared:
