@@ -304,7 +304,7 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
         from pipelines.tracking import log_run
 
         with progress.stage("mlflow_s", "logged the run to MLflow"):
-            logged = log_run(run_dir, spec.model_dump(mode="json"), metrics, parent, spec.output.mlflow_experiment)
+            logged = log_run(run_dir, spec.public_dump(), metrics, parent, spec.output.mlflow_experiment)
         progress.note(f"MLflow run {logged.run_id}, model {logged.model_uri}")
     return run_dir
 

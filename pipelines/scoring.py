@@ -66,7 +66,8 @@ def load_run(run_dir: Path) -> LoadedRun:
         raise ArtifactError(f"{run_dir} is not a scaleclf run directory (no spec.yaml)")
     model_dir = run_dir / "model"
     manifest = verify_run(run_dir, MODEL_FORMAT)
-    spec = build_spec(load_yaml((run_dir / "spec.yaml").read_text()))
+    # spec.yaml holds secrets as ***: they are left out, the engine takes them from its own configuration.
+    spec = build_spec(load_yaml((run_dir / "spec.yaml").read_text())).without_redacted()
     info = get_model(manifest["model"])
     prep = Preprocessor.from_dict(json.loads((model_dir / "preprocess.json").read_text()))
     post = Postprocess.from_dict(json.loads((model_dir / "postprocess.json").read_text()))

@@ -344,8 +344,81 @@ class JobSpec(_Section):
         return self
 
     def to_yaml(self) -> str:
-        """Return the resolved spec as YAML (every default filled in)."""
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        """Return the resolved spec as YAML (every default filled in), secrets redacted (:func:`redact`)."""
+        return yaml.safe_dump(self.public_dump(), sort_keys=False)
+
+    def public_dump(self) -> dict[str, Any]:
+        """Return the spec as JSON-typed data with secrets redacted: what is written or logged anywhere."""
+        return redact(self.model_dump(mode="json"))
+
+    def without_redacted(self) -> JobSpec:
+        """Return the spec without the engine options a written spec holds as ``***`` (the secrets it left out)."""
+        options = {k: v for k, v in self.engine.options.items() if v != REDACTED}
+        return self.model_copy(update={"engine": self.engine.model_copy(update={"options": options})})
+
+
+REDACTED = "***"
+# Words that make a key a secret wherever they stand in it; "key" does only as the last word of a
+# longer name (secret.key, access_key, apiKey), so that data.key, the row-key column, and keep or
+# max_features are not secrets.
+SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "secrets",
+        "token",
+        "tokens",
+        "credential",
+        "credentials",
+        "apikey",
+        "private",
+    }
+)
+
+
+def key_words(key: str) -> list[str]:
+    """Return the lower-case words of a key: split at dots, dashes, underscores and camelCase humps."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", str(key))
+    return [w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w]
+
+
+def is_secret_key(key: str) -> bool:
+    """Return True when a key names a secret (password, secret, token, credential, ..., or a *.key)."""
+    words = key_words(key)
+    return any(w in SECRET_WORDS for w in words) or (len(words) > 1 and words[-1] == "key")
+
+
+def redact(value: Any) -> Any:
+    """Return ``value`` with the value of every secret-looking key replaced by ``***`` (any depth),
+    and a password in a URL (``scheme://user:password@host``) replaced too."""
+    if isinstance(value, dict):
+        return {k: REDACTED if is_secret_key(k) and v is not None else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    if isinstance(value, str) and "://" in value and "@" in value:
+        return re.sub(r"(://[^/@:\s]*):[^/@\s]+@", rf"\1:{REDACTED}@", value)
+    return value
+
+
+def secret_values(spec: JobSpec) -> list[str]:
+    """Return the secret values a spec holds (to keep them off command lines and out of files)."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if is_secret_key(k) and isinstance(v, str | int | float) and not isinstance(v, bool):
+                    found.append(str(v))
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(spec.model_dump(mode="json"))
+    return [v for v in found if v and v != REDACTED]
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
