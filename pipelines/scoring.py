@@ -427,6 +427,11 @@ def write_scores(
         raise ConfigError(f"--out: {out} is a directory; give a file path such as predictions.parquet")
     progress = progress or Progress(quiet=True)
     run = load_run(run_dir)
+    if out.resolve().is_relative_to(run_dir.resolve()):
+        raise ConfigError(
+            f"--out: {out} is inside the run directory {run_dir}, which holds only what train wrote"
+            " (an unlisted file makes it unloadable); write the predictions elsewhere"
+        )
     plan, read_split = scoring_plan(run, source_text, split)
     model = in_process_model(run, engine_name)
     checks = DataChecks()

@@ -476,6 +476,11 @@ def case_evaluate_swapped_model(tmp: Path) -> list[str]:
     return ["evaluate", str(run_dir), "--data", _good(tmp)]
 
 
+def case_predict_out_inside_the_run(tmp: Path) -> list[str]:
+    run_dir = _trained(tmp)
+    return ["predict", str(run_dir), "--data", _good(tmp), "--out", str(run_dir / "scores.parquet")]
+
+
 NEW_CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "duplicate key": (case_duplicate_key, "job.yaml line 5: duplicate key 'name'"),
     "duplicate section": (case_duplicate_section, "job.yaml line 3: duplicate key 'data'"),
@@ -522,6 +527,7 @@ NEW_CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "predict: unlisted file": (case_predict_unlisted_file, "stray.pkl is not listed in the run's manifest"),
     "predict: edited spec": (case_predict_edited_spec, "spec.yaml does not match its sha256"),
     "evaluate: swapped model": (case_evaluate_swapped_model, "estimator.skops does not match its sha256"),
+    "predict: --out inside the run": (case_predict_out_inside_the_run, "scores.parquet is inside the run directory"),
     "signing key file missing": (case_signing_key_file_missing, "SCALECLF_SIGNING_KEY_FILE: cannot read"),
     "predict: no manifest": (
         case_predict_run_without_manifest,
