@@ -476,6 +476,25 @@ def case_evaluate_swapped_model(tmp: Path) -> list[str]:
     return ["evaluate", str(run_dir), "--data", _good(tmp)]
 
 
+def _latin1_csv(tmp: Path) -> str:
+    cities = ["Berlin", "M\u00fcnchen"]
+    rows = [f"{x:.3f},{cities[i % 2]},{i % 2}" for i, x in enumerate(_good_table()["a"])]
+    (tmp / "latin.csv").write_bytes(("a,city,label\n" + "\n".join(rows) + "\n").encode("latin-1"))
+    return str(tmp / "latin.csv")
+
+
+def case_latin1_column(tmp: Path) -> list[str]:
+    return _train(tmp, base_spec(_latin1_csv(tmp)))
+
+
+def case_latin1_column_as_categorical(tmp: Path) -> list[str]:
+    return _train(tmp, base_spec(_latin1_csv(tmp), categorical=["city"]))
+
+
+def case_list_column_as_categorical(tmp: Path) -> list[str]:
+    return _train(tmp, base_spec(_good(tmp, tags=pa.array([[1, 2]] * 400)), categorical=["tags"]))
+
+
 def case_predict_out_inside_the_run(tmp: Path) -> list[str]:
     run_dir = _trained(tmp)
     return ["predict", str(run_dir), "--data", _good(tmp), "--out", str(run_dir / "scores.parquet")]
@@ -527,6 +546,12 @@ NEW_CASES: dict[str, tuple[Callable[[Path], list[str]], str]] = {
     "predict: unlisted file": (case_predict_unlisted_file, "stray.pkl is not listed in the run's manifest"),
     "predict: edited spec": (case_predict_edited_spec, "spec.yaml does not match its sha256"),
     "evaluate: swapped model": (case_evaluate_swapped_model, "estimator.skops does not match its sha256"),
+    "latin-1 column": (case_latin1_column, "column 'city' holds bytes (binary), not UTF-8 text"),
+    "latin-1 column as categorical": (case_latin1_column_as_categorical, "column 'city' holds bytes (binary)"),
+    "list column as categorical": (
+        case_list_column_as_categorical,
+        "column 'tags' has type list<element: int64>: nested",
+    ),
     "predict: --out inside the run": (case_predict_out_inside_the_run, "scores.parquet is inside the run directory"),
     "signing key file missing": (case_signing_key_file_missing, "SCALECLF_SIGNING_KEY_FILE: cannot read"),
     "predict: no manifest": (
@@ -544,6 +569,9 @@ EXIT_CODES = {name: 2 for name in NEW_CASES} | {
     "test source is train": 3,
     "multi-file missing column": 3,
     "predict: bool in a numeric column": 3,
+    "latin-1 column": 3,
+    "latin-1 column as categorical": 3,
+    "list column as categorical": 3,
     "predict: unlisted file": 5,
     "predict: edited spec": 5,
     "evaluate: swapped model": 5,
