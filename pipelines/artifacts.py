@@ -50,23 +50,31 @@ class RunDirectory:
     created it), so a failed or interrupted run leaves nothing behind.
     """
 
-    def __init__(self, parent: Path, name: str) -> None:
+    def __init__(self, parent: Path, name: str, *, generated: bool = False) -> None:
         self.parent = parent
         self.final = parent / name
         self.tmp = parent / f".{name}.tmp-{os.getpid()}"
         self._made_parent = False
         self._reserved = False
+        self._generated = generated  # a name scaleclf chose: another process taking it means "-2", not an error
 
     def __enter__(self) -> Path:
-        if self.final.exists() or self.final.is_symlink():
+        if not self._generated and (self.final.exists() or self.final.is_symlink()):
             raise ConfigError(f"config error: output.run_name: {self.final} already exists")
         if not self.parent.exists():
             self.parent.mkdir(parents=True)
             self._made_parent = True
-        try:
-            self.final.mkdir()
-        except FileExistsError:
-            raise ConfigError(f"config error: output.run_name: {self.final} already exists") from None
+        base, n = self.final.name, 1
+        while True:
+            try:
+                self.final.mkdir()
+                break
+            except FileExistsError:
+                if not self._generated:
+                    raise ConfigError(f"config error: output.run_name: {self.final} already exists") from None
+                n += 1
+                self.final = self.parent / f"{base}-{n}"
+                self.tmp = self.parent / f".{base}-{n}.tmp-{os.getpid()}"
         self._reserved = True
         try:
             self.tmp.mkdir()

@@ -237,7 +237,8 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
     info = get_model(spec.model.name)
     parent = Path(spec.output.dir)
     name = spec.output.run_name or run_name(parent, spec.name, spec.model.name, spec.engine.name)
-    with RunDirectory(parent, name) as tmp, run_logs(tmp, progress), engine:
+    directory = RunDirectory(parent, name, generated=spec.output.run_name is None)
+    with directory as tmp, run_logs(tmp, progress), engine:
         with progress.stage("load_s", f"loaded and profiled {spec.data.source} on {engine.name}"):
             prepared = prepare(spec, engine, progress)
             params = info.resolve_params(spec.model.params)
@@ -299,7 +300,7 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
                 write_run_report(tmp, spec, metrics, test.y, p_test, ctx.task, trials, explained)
         metrics["timing"] = _timing(progress, started)
         write_json(tmp / "metrics.json", metrics)
-    run_dir = parent / name
+    run_dir = directory.final
     if spec.output.mlflow:
         from pipelines.tracking import log_run
 

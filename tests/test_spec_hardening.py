@@ -121,3 +121,14 @@ def test_two_runs_with_one_name_the_second_is_refused_while_the_first_trains(tmp
     assert first.returncode == 0, err
     assert out.strip().splitlines()[-1] == str(tmp_path / "runs" / "shared")
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["shared"]
+
+
+def test_a_generated_name_taken_meanwhile_becomes_the_next_one(tmp_path: Path) -> None:
+    from pipelines.artifacts import RunDirectory
+
+    (tmp_path / "job-mlp-local-20261203-120000").mkdir()  # another process reserved it after run_name() chose it
+    directory = RunDirectory(tmp_path, "job-mlp-local-20261203-120000", generated=True)
+    with directory as tmp:
+        (tmp / "metrics.json").write_text("{}")
+    assert directory.final.name == "job-mlp-local-20261203-120000-2"
+    assert (directory.final / "metrics.json").is_file() and not list(tmp_path.glob(".*"))
