@@ -12,6 +12,7 @@ from typer.main import get_command
 
 from jobs.commands import CONTEXT, bench, compare, data, evaluate, federate, models, pipeline, predict, schema, train
 from pipelines.errors import ScaleclfError
+from pipelines.interrupts import Interrupted, interrupts_raise
 from pipelines.process_exit import run_main
 
 app = typer.Typer(
@@ -65,7 +66,8 @@ def invoke(command: click.Command, args: list[str], prog: str) -> None:
     if not debug:
         warnings.showwarning = _one_line_warning
     try:
-        code = command.main(args=args, prog_name=prog, standalone_mode=False)
+        with interrupts_raise():
+            code = command.main(args=args, prog_name=prog, standalone_mode=False)
     except ScaleclfError as exc:
         if debug:
             raise
@@ -74,7 +76,7 @@ def invoke(command: click.Command, args: list[str], prog: str) -> None:
         raise SystemExit(exc.exit_code) from None
     except click.ClickException as exc:
         _fail(" ".join(exc.format_message().split()), exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (click.exceptions.Abort, KeyboardInterrupt, Interrupted):
         _fail("interrupted", 130)
     except Exception as exc:
         if debug:

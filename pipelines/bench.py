@@ -53,10 +53,14 @@ def _tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def run_child(cmd: list[str], kind: str, timeout: float) -> Measurement:
-    """Return the Measurement of one child command that prints a JSON result as its last line."""
+def run_child(cmd: list[str], kind: str, timeout: float, payload: str | None = None) -> Measurement:
+    """Return the Measurement of one child command that prints a JSON result as its last line.
+
+    ``payload`` (the spec or the baseline's arguments, JSON) goes to the child's stdin, not its
+    command line, where every user of the machine could read the secrets it may hold (``ps``).
+    """
     with tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
         peak = 0
         stop = threading.Event()
 
@@ -73,7 +77,7 @@ def run_child(cmd: list[str], kind: str, timeout: float) -> Measurement:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         try:
-            out, _ = child.communicate(timeout=timeout)
+            out, _ = child.communicate(payload, timeout=timeout)
         except subprocess.TimeoutExpired:
             child.kill()
             out, _ = child.communicate()
@@ -89,11 +93,11 @@ def run_child(cmd: list[str], kind: str, timeout: float) -> Measurement:
     return Measurement(kind, result["seconds"], result.get("auc"), peak / 2**20, detail=result)
 
 
-def _pipeline_cmd(spec: JobSpec) -> list[str]:
-    return [sys.executable, "-m", "pipelines.bench", "child", json.dumps(spec.model_dump(mode="json"))]
+def _pipeline_cmd(spec: JobSpec) -> tuple[list[str], str]:
+    return [sys.executable, "-m", "pipelines.bench", "child"], json.dumps(spec.model_dump(mode="json"))
 
 
-def _raw_cmd(engine: str, spec: JobSpec, source_paths: list[str]) -> list[str]:
+def _raw_cmd(engine: str, spec: JobSpec, source_paths: list[str]) -> tuple[list[str], str]:
     script = RAW_DIR / f"{engine}.py"
     if not script.is_file():
         raise ConfigError(f"--engines: no raw baseline for engine {engine} ({script} is missing)")
@@ -109,7 +113,7 @@ def _raw_cmd(engine: str, spec: JobSpec, source_paths: list[str]) -> list[str]:
         "workers": spec.engine.workers,
         "options": spec.engine.options,
     }
-    return [sys.executable, str(script), json.dumps(args)]
+    return [sys.executable, str(script)], json.dumps(args)
 
 
 def _resolved_params(spec: JobSpec) -> dict[str, Any]:
@@ -161,9 +165,11 @@ def bench(
                     # Alternate which side goes first so drift (thermal, caches) hits both.
                     order = ["pipeline", "raw"] if r % 2 == 0 else ["raw", "pipeline"]
                     for kind in order if engine in with_raw else ["pipeline"]:
-                        cmd = _pipeline_cmd(job) if kind == "pipeline" else _raw_cmd(engine, job, list(source.paths))
+                        cmd, payload = (
+                            _pipeline_cmd(job) if kind == "pipeline" else _raw_cmd(engine, job, list(source.paths))
+                        )
                         with progress.stage("run_s", f"{engine} {kind} repeat {r + 1}/{repeats}"):
-                            m = run_child(cmd, kind, timeout)
+                            m = run_child(cmd, kind, timeout, payload)
                         if m.error:
                             progress.warn(f"{engine} {kind} failed: {m.error}")
                         runs[kind].append(m)
@@ -284,9 +290,9 @@ def _child(spec_json: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "child":
+    if len(sys.argv) == 2 and sys.argv[1] == "child":
         from pipelines.process_exit import run_main
 
-        run_main(_child, sys.argv[2])
+        run_main(_child, sys.stdin.read())
     else:
-        sys.exit("usage: python -m pipelines.bench child SPEC_JSON")
+        sys.exit("usage: python -m pipelines.bench child < SPEC_JSON")

@@ -35,7 +35,9 @@ from pipelines.models.preprocess import Preprocessor, fit_preprocessor
 from pipelines.progress import Progress
 from pipelines.spec import JobSpec
 
-MODEL_FORMAT = 2  # model/manifest.json's format_version: 2 records native_kind and the Arrow schema
+# model/manifest.json's format_version: 2 records native_kind and the Arrow schema; 3 lists every file of
+# the run directory (paths relative to it) and signs the manifest.
+MODEL_FORMAT = 3
 
 
 @dataclass
@@ -71,8 +73,12 @@ class Prepared:
     preprocessor: Preprocessor
 
 
-def class_weights(task: Task, setting: str | dict[str, float] | None) -> np.ndarray | None:
-    """Return a weight per class index for ``model.class_weight`` (None = unweighted)."""
+def class_weights(task: Task, setting: str | dict[Any, float] | None) -> np.ndarray | None:
+    """Return a weight per class index for ``model.class_weight`` (None = unweighted).
+
+    Keys match labels of any type: ``{0: 2}`` (what YAML gives for integer labels), ``{"0": 2}``
+    (what spec.yaml holds once written as JSON-typed YAML) and ``{0: 2}`` for float labels 0.0/1.0.
+    """
     if setting is None:
         return None
     counts = np.asarray(task.class_counts, dtype=np.float64)
@@ -81,12 +87,27 @@ def class_weights(task: Task, setting: str | dict[str, float] | None) -> np.ndar
     weights = np.ones(task.n_classes)
     names = [str(c) for c in task.classes]
     for label, weight in setting.items():
-        if str(label) not in names:
+        index = _label_index(task.classes, label)
+        if index is None:
             raise ConfigError(
                 f"config error: model.class_weight.{label}: not a label value (values: {', '.join(names)})"
             )
-        weights[names.index(str(label))] = float(weight)
+        weights[index] = float(weight)
     return weights
+
+
+def _label_index(classes: Any, label: Any) -> int | None:
+    """Return the index of the class ``label`` names: equal value, equal text, or equal number."""
+    for i, cls in enumerate(classes):
+        if str(cls) == str(label) or (type(cls) is type(label) and cls == label):
+            return i
+    for i, cls in enumerate(classes):
+        try:
+            if not isinstance(cls, bool | str) and float(cls) == float(label):
+                return i
+        except (TypeError, ValueError):
+            continue
+    return None
 
 
 def prepare(spec: JobSpec, engine: Engine, progress: Progress) -> Prepared:
@@ -216,7 +237,8 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
     info = get_model(spec.model.name)
     parent = Path(spec.output.dir)
     name = spec.output.run_name or run_name(parent, spec.name, spec.model.name, spec.engine.name)
-    with RunDirectory(parent, name) as tmp, run_logs(tmp, progress), engine:
+    directory = RunDirectory(parent, name, generated=spec.output.run_name is None)
+    with directory as tmp, run_logs(tmp, progress), engine:
         with progress.stage("load_s", f"loaded and profiled {spec.data.source} on {engine.name}"):
             prepared = prepare(spec, engine, progress)
             params = info.resolve_params(spec.model.params)
@@ -278,12 +300,12 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
                 write_run_report(tmp, spec, metrics, test.y, p_test, ctx.task, trials, explained)
         metrics["timing"] = _timing(progress, started)
         write_json(tmp / "metrics.json", metrics)
-    run_dir = parent / name
+    run_dir = directory.final
     if spec.output.mlflow:
         from pipelines.tracking import log_run
 
         with progress.stage("mlflow_s", "logged the run to MLflow"):
-            logged = log_run(run_dir, spec.model_dump(mode="json"), metrics, parent, spec.output.mlflow_experiment)
+            logged = log_run(run_dir, spec.public_dump(), metrics, parent, spec.output.mlflow_experiment)
         progress.note(f"MLflow run {logged.run_id}, model {logged.model_uri}")
     return run_dir
 

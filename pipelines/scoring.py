@@ -14,8 +14,9 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.artifacts import read_verified_manifest
-from pipelines.data.schema import DataPlan, DataProfile, Task, check_same_family, numeric_values, schema_from_text
+from pipelines.artifacts import verify_run
+from pipelines.data.schema import (
+    DataPlan,
+    DataProfile,
+    Task,
+    check_same_family,
+    numeric_values,
+    schema_from_text,
+    text_values,
+)
 from pipelines.data.sources import read_schema, resolve_source
 from pipelines.data.split import KEY_COLUMN, SPLIT_COLUMN, SPLIT_NAMES, TEST
 from pipelines.engines import create_engine
@@ -57,17 +66,17 @@ class LoadedRun:
 
 
 def load_run(run_dir: Path) -> LoadedRun:
-    """Return the run's spec, verified manifest and fitted state (checksums checked first)."""
+    """Return the run's spec, verified manifest and fitted state.
+
+    The whole run directory is verified first (``pipelines.artifacts.verify_run``: every file
+    listed, unchanged, the manifest's signature when a key is set); nothing is read before.
+    """
     if not (run_dir / "spec.yaml").is_file():
         raise ArtifactError(f"{run_dir} is not a scaleclf run directory (no spec.yaml)")
     model_dir = run_dir / "model"
-    manifest = read_verified_manifest(model_dir)
-    if manifest.get("format_version") != MODEL_FORMAT:
-        raise ArtifactError(
-            f"{model_dir} was written in model format {manifest.get('format_version')!r}; this scaleclf reads"
-            f" format {MODEL_FORMAT}: train the run again"
-        )
-    spec = build_spec(load_yaml((run_dir / "spec.yaml").read_text()))
+    manifest = verify_run(run_dir, MODEL_FORMAT)
+    # spec.yaml holds secrets as ***: they are left out, the engine takes them from its own configuration.
+    spec = build_spec(load_yaml((run_dir / "spec.yaml").read_text())).without_redacted()
     info = get_model(manifest["model"])
     prep = Preprocessor.from_dict(json.loads((model_dir / "preprocess.json").read_text()))
     post = Postprocess.from_dict(json.loads((model_dir / "postprocess.json").read_text()))
@@ -183,14 +192,83 @@ def check_scoring_data(profile: DataProfile, task: Task, plan: DataPlan) -> None
 
 
 @dataclass
+class DataChecks:
+    """What the scored rows hold that the model encodes without a choice: never silent, always counted.
+
+    A categorical value outside the model's categories is encoded as ``<other>`` (or, when the
+    model has no such column, as no category at all); a missing value as the ``<missing>`` category
+    or, for numbers, the training mean. Both are counted per column, and a feature column with no
+    value at all in the scored rows is named: its predictions rest on imputation alone.
+    """
+
+    rows: int = 0
+    unseen: Counter = field(default_factory=Counter)  # categorical column -> values outside its categories
+    missing: Counter = field(default_factory=Counter)  # feature column -> missing values
+
+    def add(self, table: pa.Table, prep: Preprocessor) -> None:
+        """Count the unseen categories and missing values of one batch of rows to score."""
+        self.rows += table.num_rows
+        for f in prep.numeric:
+            self.missing[f.name] += int(np.isnan(numeric_values(table.column(f.name))).sum())
+        for c in prep.categorical:
+            values = text_values(table.column(c.name))
+            is_null = np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+            known = pa.array([v for v in c.categories if v is not None], type=pa.string())
+            seen = np.asarray(pc.is_in(values, value_set=known).fill_null(False).to_numpy(zero_copy_only=False))
+            self.unseen[c.name] += int((~seen & ~is_null).sum())
+            self.missing[c.name] += int(is_null.sum())
+
+    @property
+    def all_missing(self) -> list[str]:
+        """Return the feature columns without a single value in the scored rows."""
+        return sorted(c for c, n in self.missing.items() if self.rows and n == self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the counts as JSON-ready data (columns with nothing to report left out)."""
+        return {
+            "rows": self.rows,
+            "unseen_categories": {c: n for c, n in sorted(self.unseen.items()) if n},
+            "missing_values": {c: n for c, n in sorted(self.missing.items()) if n},
+            "all_missing_columns": self.all_missing,
+        }
+
+    def warnings(self) -> list[str]:
+        """Return one line per finding, for stderr."""
+        lines = []
+        unseen = {c: n for c, n in sorted(self.unseen.items()) if n}
+        if unseen:
+            shown = ", ".join(f"{c!r} {n}" for c, n in unseen.items())
+            lines.append(f"--data: values never seen in training, encoded as <other>/no category: {shown} (rows)")
+        if self.all_missing:
+            shown = ", ".join(repr(c) for c in self.all_missing)
+            lines.append(f"--data: feature column(s) {shown} have no value in the {self.rows} scored rows (imputed)")
+        return lines
+
+
+def scan_checks(run: LoadedRun, plan: DataPlan, split: str) -> DataChecks:
+    """Return the DataChecks of the rows of ``split`` in the plan's source, read piece by piece."""
+    from pipelines.data.reader import read_unit, source_units
+
+    checks = DataChecks()
+    code = SPLIT_NAMES.index(split)
+    for unit in source_units(plan.source):
+        table = plan.attach(read_unit(plan, unit, plan.source))
+        if plan.fixed_split is None:
+            table = table.filter(pc.equal(table.column(SPLIT_COLUMN), pa.scalar(code, pa.int8())))
+        checks.add(table, run.ctx.preprocessor)
+    return checks
+
+
+@dataclass
 class ScoreSummary:
-    """What ``write_scores`` wrote: the file, its row count, the identifier columns kept."""
+    """What ``write_scores`` wrote: the file, its row count, the identifier columns kept, the data checks."""
 
     out: Path
     rows: int
     kept: list[str]
     has_label: bool
     split: str
+    checks: DataChecks = field(default_factory=DataChecks)
 
 
 def in_process_model(run: LoadedRun, engine_name: str | None = None) -> Any | None:
@@ -268,7 +346,7 @@ def _output_names(run: LoadedRun, kept: list[str], has_label: bool) -> list[str]
 
 
 def _in_process_batches(
-    run: LoadedRun, model: Any, plan: DataPlan, split: str, kept: list[str], batch_rows: int
+    run: LoadedRun, model: Any, plan: DataPlan, split: str, kept: list[str], batch_rows: int, checks: DataChecks
 ) -> Iterator[tuple[pa.Table, np.ndarray, np.ndarray]]:
     """Yield (kept columns with the row key, class index, probabilities) batch by batch.
 
@@ -291,6 +369,7 @@ def _in_process_batches(
         for start in range(0, table.num_rows, batch_rows):
             batch = table.slice(start, batch_rows)
             check_features(batch, run, "--data")
+            checks.add(batch, run.ctx.preprocessor)
             y = _labels(batch, run, plan)
             proba = run.post.probabilities(raw_outputs(model, batch, run.ctx), run.ctx.output)
             yield batch.select([KEY_COLUMN, *kept]), y, proba
@@ -348,11 +427,17 @@ def write_scores(
         raise ConfigError(f"--out: {out} is a directory; give a file path such as predictions.parquet")
     progress = progress or Progress(quiet=True)
     run = load_run(run_dir)
+    if out.resolve().is_relative_to(run_dir.resolve()):
+        raise ConfigError(
+            f"--out: {out} is inside the run directory {run_dir}, which holds only what train wrote"
+            " (an unlisted file makes it unloadable); write the predictions elsewhere"
+        )
     plan, read_split = scoring_plan(run, source_text, split)
     model = in_process_model(run, engine_name)
+    checks = DataChecks()
     if model is not None:
         kept = _keep_columns(list(read_schema(plan.source, "--data").names), run, keep)
-        batches = _in_process_batches(run, model, plan, read_split, kept, batch_rows)
+        batches = _in_process_batches(run, model, plan, read_split, kept, batch_rows, checks)
     else:
         if keep:
             raise ConfigError(
@@ -360,6 +445,7 @@ def write_scores(
                 " identifier columns are kept for models that score in this process (local-engine runs)"
             )
         kept = []
+        checks = scan_checks(run, plan, read_split)
         batches = _engine_batches(run, plan, read_split, engine_name, progress)
     names = _output_names(run, kept, plan.has_label)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -376,13 +462,18 @@ def write_scores(
                     rows += table.num_rows
             finally:
                 if writer is not None:
+                    # The footer says what the model encoded without a choice (DataChecks), counted over every batch.
+                    writer.add_key_value_metadata({CHECKS_METADATA: json.dumps(checks.to_dict())})
                     writer.close()
         if rows == 0:
             raise DataError(f"--data: no {read_split} rows to score in {source_text}")
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    return ScoreSummary(out, rows, kept, plan.has_label, read_split)
+    return ScoreSummary(out, rows, kept, plan.has_label, read_split, checks)
+
+
+CHECKS_METADATA = "scaleclf.data_checks"  # key of the DataChecks in the predictions file's footer
 
 
 def _output_table(

@@ -14,16 +14,65 @@ from pipelines.engines import ENGINE_NAMES
 from pipelines.errors import ConfigError
 
 
+class SpecYAMLError(yaml.YAMLError):
+    """A YAML construct a job spec refuses (a duplicate key, an alias); ``str`` is the reason."""
+
+    def __init__(self, problem: str, mark: Any) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.problem_mark = mark
+
+
 class SpecLoader(yaml.SafeLoader):
-    """YAML loader with YAML 1.2 booleans: only true/false, so ``positive_label: yes`` stays "yes"."""
+    """YAML loader for job specs: YAML 1.2 booleans and floats, no duplicate keys, no aliases.
+
+    Only true/false are booleans, so ``positive_label: yes`` stays "yes"; ``1e-5``, ``.5`` and
+    ``15e-2`` are floats (YAML 1.1 wants a dot and a signed exponent). A duplicate key would
+    silently let the last one win, and an alias lets a few hundred bytes expand to millions of
+    items (an "alias bomb"): both are refused with the line they are on.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Refuse an alias (``*name``) before it is expanded."""
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise SpecYAMLError(f"YAML aliases (*{event.anchor}) are not allowed in a job spec", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        """Refuse a mapping that repeats a key."""
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    repeated = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the constructor below says so
+                    continue
+                if repeated:
+                    raise SpecYAMLError(f"duplicate key {key!r}", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 SpecLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:float")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 SpecLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[0-9][0-9_]*[eE][-+]?[0-9]+)
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
 )
 
 
@@ -35,7 +84,7 @@ def load_yaml(text: str) -> Any:
 class _Section(BaseModel):
     """Base of every spec section: unknown keys are errors, assignments are validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class SplitSpec(_Section):
@@ -86,8 +135,21 @@ class ModelSpec(_Section):
 
     name: str = Field(description="catalog model name")
     params: dict[str, Any] = Field(default_factory=dict)
-    class_weight: Literal["balanced"] | dict[str, float] | None = None
+    class_weight: Literal["balanced"] | dict[str | int | float | bool, float] | None = Field(
+        None, description="balanced, or label value -> weight (> 0); keys match labels of any type"
+    )
     calibration: Literal["none", "sigmoid", "isotonic"] = "none"
+
+    @field_validator("class_weight")
+    @classmethod
+    def _positive_weights(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            if not v:
+                raise ValueError("give at least one label: weight, or balanced")
+            for label, weight in v.items():
+                if not weight > 0:
+                    raise ValueError(f"the weight of label {label!r} must be > 0, got {weight!r}")
+        return v
 
 
 class EngineSpec(_Section):
@@ -122,6 +184,12 @@ class ThresholdSpec(_Section):
     cost_fn: float = Field(1.0, ge=0)
     target_recall: float = Field(0.9, gt=0, le=1)
 
+    @model_validator(mode="after")
+    def _some_cost(self) -> ThresholdSpec:
+        if self.cost_fp == 0 and self.cost_fn == 0:
+            raise ValueError("cost_fp and cost_fn are both 0: every threshold costs nothing; give a positive cost")
+        return self
+
 
 class EvaluationSpec(_Section):
     """Settings of the shared evaluation."""
@@ -138,6 +206,18 @@ class OutputSpec(_Section):
     report: bool = True
     mlflow: bool = False
     mlflow_experiment: str = "scaleclf"
+
+    @field_validator("run_name")
+    @classmethod
+    def _inside_dir(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        bad = not v.strip() or v.startswith(".") or any(c in v for c in "/\\\0") or any(ord(c) < 32 for c in v)
+        if bad:
+            raise ValueError(
+                "must be one directory name inside output.dir (no '/', no leading '.', not '..' or absolute)"
+            )
+        return v
 
 
 class PartitionSpec(_Section):
@@ -264,8 +344,81 @@ class JobSpec(_Section):
         return self
 
     def to_yaml(self) -> str:
-        """Return the resolved spec as YAML (every default filled in)."""
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        """Return the resolved spec as YAML (every default filled in), secrets redacted (:func:`redact`)."""
+        return yaml.safe_dump(self.public_dump(), sort_keys=False)
+
+    def public_dump(self) -> dict[str, Any]:
+        """Return the spec as JSON-typed data with secrets redacted: what is written or logged anywhere."""
+        return redact(self.model_dump(mode="json"))
+
+    def without_redacted(self) -> JobSpec:
+        """Return the spec without the engine options a written spec holds as ``***`` (the secrets it left out)."""
+        options = {k: v for k, v in self.engine.options.items() if v != REDACTED}
+        return self.model_copy(update={"engine": self.engine.model_copy(update={"options": options})})
+
+
+REDACTED = "***"
+# Words that make a key a secret wherever they stand in it; "key" does only as the last word of a
+# longer name (secret.key, access_key, apiKey), so that data.key, the row-key column, and keep or
+# max_features are not secrets.
+SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "secrets",
+        "token",
+        "tokens",
+        "credential",
+        "credentials",
+        "apikey",
+        "private",
+    }
+)
+
+
+def key_words(key: str) -> list[str]:
+    """Return the lower-case words of a key: split at dots, dashes, underscores and camelCase humps."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", str(key))
+    return [w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w]
+
+
+def is_secret_key(key: str) -> bool:
+    """Return True when a key names a secret (password, secret, token, credential, ..., or a *.key)."""
+    words = key_words(key)
+    return any(w in SECRET_WORDS for w in words) or (len(words) > 1 and words[-1] == "key")
+
+
+def redact(value: Any) -> Any:
+    """Return ``value`` with the value of every secret-looking key replaced by ``***`` (any depth),
+    and a password in a URL (``scheme://user:password@host``) replaced too."""
+    if isinstance(value, dict):
+        return {k: REDACTED if is_secret_key(k) and v is not None else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    if isinstance(value, str) and "://" in value and "@" in value:
+        return re.sub(r"(://[^/@:\s]*):[^/@\s]+@", rf"\1:{REDACTED}@", value)
+    return value
+
+
+def secret_values(spec: JobSpec) -> list[str]:
+    """Return the secret values a spec holds (to keep them off command lines and out of files)."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if is_secret_key(k) and isinstance(v, str | int | float) and not isinstance(v, bool):
+                    found.append(str(v))
+                else:
+                    walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(spec.model_dump(mode="json"))
+    return [v for v in found if v and v != REDACTED]
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -278,6 +431,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {text!r}: the key is empty")
     try:
         value = load_yaml(raw) if raw.strip() else ""
+    except SpecYAMLError as exc:
+        raise ConfigError(f"--set {key}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({exc.__class__.__name__})") from exc
     return path, value
@@ -311,7 +466,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {p}{where}: invalid YAML") from exc
+        reason = exc.problem if isinstance(exc, SpecYAMLError) else "invalid YAML"
+        raise ConfigError(f"config file {p}{where}: {reason}") from None
     if raw is None:
         raise ConfigError(f"config file {p} is empty")
     if not isinstance(raw, dict):

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -366,11 +367,35 @@ def _nan_labels(files: Path) -> Path:
     return path
 
 
+def _higgs_with(files: Path, name: str, column: str, change: Callable[[np.ndarray], None]) -> Path:
+    """Return a Parquet file of higgs rows whose ``column`` (as float64) was changed in place by ``change``."""
+    path = files / f"{name}.parquet"
+    if not path.exists():
+        table = pa.concat_tables(list(iter_rows("higgs", 2000, 10)))
+        values = table.column(column).to_numpy().astype("float64")
+        change(values)
+        pq.write_table(table.set_column(table.schema.get_field_index(column), column, pa.array(values)), path)
+    return path
+
+
+def _set(values: np.ndarray, where: slice, value: float) -> None:
+    values[where] = value
+
+
 BAD_INPUTS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "csv_extra_field": lambda f: {"source": str(_csv_with_a_long_row(f))},
     "file_missing_a_column": lambda f: {"source": str(_dir_missing_a_column(f))},
     "text_in_a_numeric_column": lambda f: {"source": str(_dir_with_a_text_column(f))},
     "nan_labels": lambda f: {"source": str(_nan_labels(f))},
+    "infinite_labels": lambda f: {
+        "source": str(_higgs_with(f, "inf-label", "label", lambda v: _set(v, slice(3, None, 101), float("inf"))))
+    },
+    "infinite_feature": lambda f: {
+        "source": str(_higgs_with(f, "inf-feature", "m_bb", lambda v: _set(v, slice(None, None, 50), float("-inf"))))
+    },
+    "all_missing_feature": lambda f: {
+        "source": str(_higgs_with(f, "nan-feature", "m_bb", lambda v: _set(v, slice(None), float("nan"))))
+    },
     # The fixed test file is the training file itself: every test row is a train or valid row.
     "test_source_is_train": lambda f: {
         "source": str(_write(f, "higgs", 3000, 11)),
@@ -383,6 +408,9 @@ BAD_INPUT_ERRORS = {
     "file_missing_a_column": "exit 3: data.source: column 'm_bb' is missing from",
     "text_in_a_numeric_column": "exit 3: data.source: the files of",
     "nan_labels": "exit 3: data.label: column 'label' has 15 missing values (null, NaN or infinite) in the train split",
+    "infinite_labels": "exit 3: data.label: column 'label' has 13 missing values (null, NaN or infinite) in the train",
+    "infinite_feature": "exit 3: column 'm_bb' has 26 infinite values in the train split",
+    "all_missing_feature": "exit 3: column 'm_bb' has no values in the train split",
     "test_source_is_train": "exit 3: data.test_source: 3000 of its 3000 rows are also train/valid rows",
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +26,7 @@ def evaluate(
     from pipelines.errors import ConfigError
     from pipelines.evaluation.metrics import compute_metrics
     from pipelines.progress import Progress, stdout
-    from pipelines.scoring import score
+    from pipelines.scoring import scan_checks, score, scoring_plan
 
     run, preds, proba, used = score(
         run_dir, data, split=split, engine_name=engine, progress=Progress(quiet=quiet, verbose=verbose)
@@ -35,4 +36,8 @@ def evaluate(
     metrics = compute_metrics(
         preds.y, proba, threshold=run.post.decision_threshold, ece_bins=run.spec.evaluation.ece_bins
     )
-    stdout(json.dumps({"run": str(run_dir), "data": data, "split": used, "metrics": metrics}, indent=2))
+    checks = scan_checks(run, scoring_plan(run, data, split)[0], used)
+    for line in checks.warnings():
+        sys.stderr.write(f"warning: {line}\n")  # even with --quiet: the data, not the progress
+    report = {"run": str(run_dir), "data": data, "split": used, "metrics": metrics, "data_checks": checks.to_dict()}
+    stdout(json.dumps(report, indent=2))

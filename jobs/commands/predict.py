@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -42,4 +43,6 @@ def predict(
     kept = f"; kept {', '.join(summary.kept)}" if summary.kept else ""
     label = "" if summary.has_label else "; no label column in the input, none written"
     progress.note(f"scored {summary.rows} rows ({summary.split}){kept}{label}")
+    for line in summary.checks.warnings():
+        sys.stderr.write(f"warning: {line}\n")  # even with --quiet: the data, not the progress
     stdout(str(out))

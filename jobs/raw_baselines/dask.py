@@ -73,7 +73,7 @@ def dask_ml_model(name, p):
 
 
 def main():
-    args = json.loads(sys.argv[1])
+    args = json.loads(sys.stdin.read())  # on stdin: the options may hold secrets, argv is public
     start = time.perf_counter()
     if args["address"]:
         client = Client(args["address"])

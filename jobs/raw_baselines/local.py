@@ -108,7 +108,7 @@ def estimator(name, p, seed, n_jobs):
 
 
 def main():
-    args = json.loads(sys.argv[1])
+    args = json.loads(sys.stdin.read())  # on stdin: the options may hold secrets, argv is public
     start = time.perf_counter()
     table = pq.ParquetDataset(args["paths"]).read()
     label = args["label"]

@@ -44,7 +44,7 @@ def train_fn_per_worker(config):
 
 
 def main():
-    args = json.loads(sys.argv[1])
+    args = json.loads(sys.stdin.read())  # on stdin: the options may hold secrets, argv is public
     if args["model"] != "xgboost":
         raise SystemExit(f"raw ray baseline: only xgboost is written against Ray Train here, not {args['model']}")
     start = time.perf_counter()

@@ -77,7 +77,7 @@ def estimator(name, p, seed, n, k, workers):
 
 
 def main():
-    args = json.loads(sys.argv[1])
+    args = json.loads(sys.stdin.read())  # on stdin: the options may hold secrets, argv is public
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     start = time.perf_counter()
     workers = args["workers"] or os.cpu_count() or 2

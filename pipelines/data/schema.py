@@ -111,6 +111,16 @@ def make_plan(data: Any, seed: int) -> DataPlan:
     numeric, categorical = [], []
     for col in features:
         kind = schema.field(col).type
+        if pa.types.is_nested(kind):
+            raise DataError(
+                f"column {col!r} has type {kind}: nested values are neither numbers nor categories;"
+                " drop it with data.drop"
+            )
+        if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+            raise DataError(
+                f"column {col!r} holds bytes ({kind}), not UTF-8 text (a CSV written in latin-1?);"
+                " re-encode the file as UTF-8 or drop it with data.drop"
+            )
         if col in data.categorical or _is_text(kind):
             categorical.append(col)
         elif _is_numeric(kind):

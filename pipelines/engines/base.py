@@ -161,7 +161,10 @@ class Engine(ABC):
         return {"engine": self.name}
 
     def __enter__(self) -> Engine:
+        from pipelines.interrupts import restore
+
         self.on_start()
+        restore()  # a runtime may have installed its own SIGINT/SIGTERM handlers (Ray's driver does)
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -107,10 +107,10 @@ def challenge(name: str, version: str, run_dir: Path, source: str, metric: str) 
     if str(current.version) == version:
         return Duel("same_model", version, None, metric)
     mlflow_client.set_registered_model_alias(name, CHALLENGER, version)
-    test = pq.read_table(run_dir / "predictions.parquet", columns=["row_key", "label"])
     from pipelines.scoring import load_run
 
-    task = load_run(run_dir).ctx.task
+    task = load_run(run_dir).ctx.task  # verifies the run directory before any of its files is read
+    test = pq.read_table(run_dir / "predictions.parquet", columns=["row_key", "label"])
     keys = np.asarray(test.column("row_key").to_numpy())
     y = task.encode(test.column("label"))
     new = metric_on_rows(run_dir, source, keys, y, metric)

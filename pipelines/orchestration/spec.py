@@ -131,8 +131,10 @@ class PipelineSpec(_Section):
         return _job(merge(self.job, overrides), [str(s) for s in sets], f"candidates.{name}")
 
     def to_yaml(self) -> str:
-        """Return the resolved pipeline spec as YAML."""
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        """Return the resolved pipeline spec as YAML, secrets redacted (``pipelines.spec.redact``)."""
+        from pipelines.spec import redact
+
+        return yaml.safe_dump(redact(self.model_dump(mode="json")), sort_keys=False)
 
 
 def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

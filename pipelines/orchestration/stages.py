@@ -85,7 +85,7 @@ def describe_run(name: str, run_dir: Path, job: JobSpec, out: Path, experiment: 
     from pipelines.tracking import log_run
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    logged = log_run(run_dir, job.model_dump(mode="json"), metrics, out, experiment)
+    logged = log_run(run_dir, job.public_dump(), metrics, out, experiment)
     return {
         "candidate": name,
         "run_dir": str(run_dir),

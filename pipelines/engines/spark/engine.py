@@ -11,14 +11,17 @@ probabilities through the shared Platt scaling, class weights through a weight c
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import shlex
 import shutil
 import socket
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -289,10 +292,19 @@ class SparkEngine(Engine):
         }
         if self.spec.workers and master.startswith("spark://"):
             defaults["spark.cores.max"] = str(self.spec.workers)
+        from pyspark import SparkContext
+
+        from pipelines.spec import is_secret_key
+
+        # pyspark puts builder settings on the JVM's command line (spark-submit --conf K=V) when it
+        # starts the JVM: secret-looking ones go through a private properties file instead.
+        hidden = {k: v for k, v in conf.items() if is_secret_key(k)} if SparkContext._gateway is None else {}
         for key, value in {**defaults, **conf}.items():
-            builder = builder.config(key, value)
+            if key not in hidden:
+                builder = builder.config(key, value)
         try:
-            self.session = builder.getOrCreate()
+            with secret_properties(hidden, Path(self._scratch)):
+                self.session = builder.getOrCreate()
         except Exception as exc:  # the JVM failed to start: say why in one line
             raise EngineError(f"engine spark: cannot start Spark on {master}: {str(exc).splitlines()[0]}") from exc
         self._owned = True
@@ -519,17 +531,76 @@ class SparkEngine(Engine):
         return SparkModel(PipelineModel.load(str(target)), ctx)
 
 
+@contextmanager
+def secret_properties(settings: dict[str, str], directory: Path) -> Iterator[None]:
+    """Hand ``settings`` to the JVM pyspark starts meanwhile in a properties file only its owner reads.
+
+    spark-submit reads one properties file: the spark-defaults.conf it would have read is copied
+    in first. The file is deleted as soon as the JVM has started (it reads it at startup).
+    """
+    if not settings:
+        yield
+        return
+    home = os.environ.get("SPARK_HOME")
+    conf_dir = os.environ.get("SPARK_CONF_DIR") or (os.path.join(home, "conf") if home else None)
+    defaults = Path(conf_dir) / "spark-defaults.conf" if conf_dir else None
+    lines = [defaults.read_text()] if defaults is not None and defaults.is_file() else []
+    lines += [f"{k} {_property_value(v)}" for k, v in settings.items()]
+    path = directory / "secret.properties"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    previous = os.environ.get("PYSPARK_SUBMIT_ARGS")
+    os.environ["PYSPARK_SUBMIT_ARGS"] = f"--properties-file {shlex.quote(str(path))} {previous or 'pyspark-shell'}"
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        if previous is None:
+            os.environ.pop("PYSPARK_SUBMIT_ARGS", None)
+        else:
+            os.environ["PYSPARK_SUBMIT_ARGS"] = previous
+
+
+def _property_value(value: str) -> str:
+    """Return ``value`` escaped for a Java properties file."""
+    out = str(value).replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    return "\\" + out if out[:1] in (" ", "\t") else out
+
+
 def refuse_pickled_state(model_dir: Path) -> None:
     """Raise an ArtifactError when a stage's metadata carries a pickled object.
 
     xgboost.spark saves an estimator's ``callbacks`` with cloudpickle under the metadata key
     ``serialized_callbacks`` and unpickles it on load; scaleclf never sets callbacks, so such a key
-    in a run directory was put there by someone else and must not reach pyspark.
+    in a run directory was put there by someone else and must not reach pyspark. Metadata lines
+    are read as JSON, as pyspark reads them, so an escaped key (``serialized\\u005f...``) is found too;
+    a metadata line that is not JSON is refused as well.
     """
     for path in sorted(model_dir.rglob("*")):
-        in_metadata = path.is_file() and "metadata" in path.relative_to(model_dir).parts
-        if in_metadata and b'"serialized_' in path.read_bytes():
-            raise ArtifactError(f"{path} holds a pickled object (serialized_*); scaleclf does not load it")
+        if not (path.is_file() and "metadata" in path.relative_to(model_dir).parts):
+            continue
+        if path.name.startswith((".", "_")):  # Hadoop's .crc checksums and the _SUCCESS marker
+            continue
+        for line in path.read_bytes().splitlines():
+            if not line.strip():
+                continue
+            try:
+                metadata = json.loads(line)
+            except ValueError:
+                raise ArtifactError(
+                    f"{path} is not Spark metadata (a line is not JSON); scaleclf does not load it"
+                ) from None
+            if _has_serialized_key(metadata):
+                raise ArtifactError(f"{path} holds a pickled object (serialized_*); scaleclf does not load it")
+
+
+def _has_serialized_key(node: Any) -> bool:
+    if isinstance(node, dict):
+        return any(str(k).startswith("serialized_") or _has_serialized_key(v) for k, v in node.items())
+    if isinstance(node, list):
+        return any(_has_serialized_key(v) for v in node)
+    return False
 
 
 def spark_error(exc: BaseException, what: str) -> Exception:
