@@ -1,7 +1,8 @@
-"""The budget holds whatever happens (dropouts, failed rounds, missing clients) and the server is blind under SecAgg+."""
+"""The budget holds whatever happens (dropouts, failed rounds, missing clients); the server is blind under SecAgg+."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -199,10 +200,8 @@ def _received(replies: list[Any]) -> tuple[list[np.ndarray], list[float]]:
 
     def take(value: Any) -> None:
         if isinstance(value, bytes):
-            try:
+            with contextlib.suppress(Exception):  # keys and ciphertexts are not arrays
                 arrays.append(np.asarray(bytes_to_ndarray(value), dtype=float).ravel())
-            except Exception:  # noqa: BLE001 - keys and ciphertexts are not arrays
-                pass
         elif isinstance(value, list):
             for v in value:
                 take(v)
