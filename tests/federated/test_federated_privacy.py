@@ -214,7 +214,11 @@ def test_a_distributed_round_with_fewer_replies_is_accounted_with_less_noise() -
             "num_shares must be odd",
         ),
         (
-            {"federated.privacy": {"secure_aggregation": {"enabled": True, "num_shares": 11}}},
+            {
+                "federated.privacy": {
+                    "secure_aggregation": {"enabled": True, "num_shares": 11, "reconstruction_threshold": 6}
+                }
+            },
             "num_shares: 11 exceeds the 10 clients sampled per round",
         ),
         ({"federated.privacy": {"dp": "local", "noise_multiplier": 0}}, "noise_multiplier"),
@@ -254,9 +258,13 @@ def test_secagg_plus_aggregates_what_plain_fedavg_does_and_survives_a_dropout(tm
     assert secure.code == 0, secure.err
     runs = [Path(plain.last_line), Path(secure.last_line)]
     histories = [json.loads((r / "history.json").read_text())["rounds"] for r in runs]
-    for rounds in histories:
-        assert [r["train_clients"] for r in rounds[1:]] == [[0, 1, 2, 3, 4], [0, 1, 2, 4], [0, 1, 2, 3, 4]]
-        assert rounds[-1]["federated_evaluation"]["accuracy"] > 0.55
+    plain_rounds, secure_rounds = histories
+    assert [r["train_clients"] for r in plain_rounds[1:]] == [[0, 1, 2, 3, 4], [0, 1, 2, 4], [0, 1, 2, 3, 4]]
+    assert plain_rounds[-1]["federated_evaluation"]["accuracy"] > 0.55
+    # Under SecAgg+ the server learns how many masked models were summed, not whose, nor their metrics.
+    assert [r["train_replies"] for r in secure_rounds[1:]] == [5, 4, 5]
+    assert [r["failed_train"] for r in secure_rounds[1:]] == [0, 1, 0]
+    assert all(r["train_clients"] == [] and r["federated_evaluation"] == {} for r in secure_rounds)
     # SecAgg+ quantizes to 2^22 levels over +-8: the same global model up to that rounding (~1e-6
     # here; weighting the clients equally instead of by rows moves the probabilities by ~7e-3).
     p_plain, p_secure = (pq.read_table(r / "predictions.parquet").column("proba_1").to_numpy() for r in runs)
