@@ -200,6 +200,24 @@ def learning_curve_html(rounds: list[dict[str, Any]], plots: Path) -> str:
     return f"{image}<table>{header}{body}</table>"
 
 
+def privacy_curve_html(rounds: list[dict[str, Any]], plots: Path) -> str:
+    """Return the utility-against-epsilon plot: the global model's test metrics at the epsilon spent by each round."""
+    from matplotlib.figure import Figure
+
+    pts = [(r["epsilon"]["rdp"], r["epsilon"]["pld"], r["centralized_evaluation"]) for r in rounds if r.get("epsilon")]
+    if not pts:
+        return ""
+    fig = Figure(figsize=(6, 3.4))
+    ax = fig.subplots()
+    for metric in ("auc", "accuracy"):
+        ys = [m.get(metric) for _, _, m in pts]
+        if any(y is not None for y in ys):
+            ax.plot([e for e, _, _ in pts], ys, marker="o", label=f"test {metric} (epsilon rdp)")
+    ax.set(xlabel="epsilon spent (rdp)", ylabel="test metric", title="Utility against epsilon, round by round")
+    ax.legend(fontsize=8)
+    return _png(fig, plots / "privacy_curve.png")
+
+
 def partitions_html(stats: dict[str, Any], plots: Path) -> str:
     """Return the partition page: label histogram per client and a size table."""
     from matplotlib.figure import Figure
@@ -271,7 +289,10 @@ def _write_report(
         cells = "".join(
             f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in priv.items()
         )
-        sections.append(ReportSection("Privacy (privacy.json has the full accounting)", f"<table>{cells}</table>"))
+        curve = privacy_curve_html(rounds, tmp / "plots")
+        sections.append(
+            ReportSection("Privacy (privacy.json has the full accounting)", f"<table>{cells}</table>{curve}")
+        )
     write_report(
         tmp,
         metrics=metrics,

@@ -263,3 +263,29 @@ def test_the_server_cannot_read_any_clients_update_or_metrics_under_secagg(
         assert not any(models) and not any(losses) and not any(rows), (models, losses, rows)
     else:
         assert all(models) and all(losses) and all(rows), (models, losses, rows)
+
+
+# --- reporting --------------------------------------------------------------------------------
+
+
+def test_a_sweep_without_values_is_one_line(tmp_path: Path, cli) -> None:
+    result = cli("federate", private_spec(tmp_path, []), "--sweep", "federated.privacy.noise_multiplier=")
+    assert result.code == 2
+    assert (
+        result.err
+        == "error: config error: --sweep: expected KEY=V1,V2,... (got 'federated.privacy.noise_multiplier=')\n"
+    )
+
+
+@pytest.mark.slow
+def test_a_noise_sweep_writes_utility_against_epsilon(tmp_path: Path, cli) -> None:
+    spec = private_spec(tmp_path, [], **{"federated.rounds": 2, "output.report": True})
+    result = cli("federate", spec, "--quiet", "--sweep", "federated.privacy.noise_multiplier=1,4")
+    assert result.code == 0, result.err
+    sweep = json.loads((Path(result.last_line) / "sweep.json").read_text())
+    points = sweep["points"]
+    assert sweep["key"] == "federated.privacy.noise_multiplier" and [p["value"] for p in points] == ["1", "4"]
+    assert points[0]["epsilon"] == pytest.approx(rdp_epsilon([1.0] * 2))
+    assert points[1]["epsilon"] == pytest.approx(rdp_epsilon([4.0] * 2))
+    assert (Path(result.last_line) / "sweep.png").stat().st_size > 1000
+    assert all((Path(p["run"]) / "plots" / "privacy_curve.png").is_file() for p in points)
