@@ -9,8 +9,10 @@ Four mechanisms (``federated.privacy.dp``), all Gaussian, all accounted by dp-ac
   (a fixed denominator, so one client moves the sum by at most C). Accounted as a
   Poisson-sampled Gaussian per round (plain Gaussian when ``q = 1``). The server is trusted.
 * ``distributed``: client-level DP under SecAgg+. Each client clips its update to C and adds
-  its share ``N(0, (z C)^2 / m)`` of the noise (m: clients sampled per round); the server only
-  sees the sum, whose noise is ``N(0, (z C)^2)`` when all m take part. No amplification by
+  its share of discrete Gaussian noise in whole SecAgg+ quantization steps (``add_discrete_noise``,
+  exact sampler on ``secrets.SystemRandom``), variance ``(z (C / step + sqrt(d)))^2 / m`` steps^2
+  (m: clients sampled per round); the server only sees the integer sum, whose noise has
+  multiplier z on the integer sensitivity when all m take part. No amplification by
   client sampling is claimed (Flower samples a fixed number of clients); a round with fewer
   replies carries less noise and is accounted with its effective multiplier
   ``z sqrt(replies / m)``.
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,7 +47,8 @@ if TYPE_CHECKING:
 
 MECHANISMS = {
     "central": "Gaussian mechanism on the clipped sum of client updates, added by the server (DP-FedAvg)",
-    "distributed": "Gaussian noise shares added by the clients to clipped updates, summed under SecAgg+",
+    "distributed": "discrete Gaussian noise shares (exact sampler, CSPRNG) added by the clients to their clipped,"
+    " quantized updates, summed under SecAgg+",
     "local": "Gaussian mechanism on each client's clipped update, added by the client",
     "dpsgd": "DP-SGD: per-example gradient clipping and Gaussian noise in every local step",
 }
@@ -88,10 +92,12 @@ class PrivacyPlan:
     epsilon: dict[str, float] = field(default_factory=dict)
     secagg_clipping_range: float = 0.0
     secagg_max_weight: float = 1.0
+    secagg_quantization_range: int = 0
     secagg_num_shares: int = 0
     secagg_reconstruction_threshold: int = 0
     min_replies: int = 1
     clients: int = 0
+    dimension: int = 0
     budget_stop: bool = False
 
     @property
@@ -124,6 +130,7 @@ class PrivacyPlan:
             "clients_per_round": self.clients_per_round,
             "secagg_clipping_range": self.secagg_clipping_range,
             "secagg_max_weight": self.secagg_max_weight,
+            "secagg_quantization_range": self.secagg_quantization_range,
         }
 
     def events(self, rounds: int, replies: list[int] | None = None) -> dict[int, Any]:
@@ -204,6 +211,8 @@ class PrivacyPlan:
             out["epsilon_replace_one"] = doubled.epsilon_after(rounds_run, self.accountant, replies)
         if self.dp == "distributed" and replies is not None:
             out["colluding_clients_tolerated"] = self.colluders_tolerated(replies)
+        if self.dp == "distributed":
+            out["noise"] = self.discrete_noise()
         if self.dp == "dpsgd":
             rows = self.client_train_rows
             out["sampling"] = {
@@ -224,6 +233,25 @@ class PrivacyPlan:
                 "min_clients_unmasked": self.min_replies,
             }
         return out
+
+    def discrete_noise(self) -> dict[str, Any]:
+        """Return what the distributed mechanism adds: discrete Gaussian shares on the SecAgg+ integers."""
+        from federated.dgauss import sum_tau
+
+        meta = self.client_meta()
+        sigma2 = discrete_sigma2(meta, self.dimension)
+        step = secagg_step(meta)
+        return {
+            "distribution": "discrete Gaussian N_Z(0, sigma2) per coordinate, in SecAgg+ quantization steps",
+            "sampler": "exact (Canonne, Kamath and Steinke 2020), rational arithmetic",
+            "generator": "secrets.SystemRandom (operating-system CSPRNG)",
+            "step": step,
+            "dimension": self.dimension,
+            "integer_sensitivity": self.clipping_norm / step + math.sqrt(self.dimension),
+            "client_sigma2": float(sigma2),
+            # Kairouz, Liu and Steinke 2021: the sum of m shares is within tau of N_Z(0, m sigma2)
+            "sum_tau": sum_tau(float(sigma2), self.clients_per_round),
+        }
 
     def colluders_tolerated(self, replies: list[int]) -> int:
         """Return the most clients that may collude with the server with epsilon still within the budget."""
@@ -341,6 +369,7 @@ def plan_privacy(fed: FederatedSpec, client_train_rows: list[int]) -> PrivacyPla
     plan.min_replies = 1 if fed.strategy == "fedxgb_cyclic" else min(fed.min_train_clients, plan.clients_per_round)
     if plan.secure_aggregation:
         plan.secagg_num_shares = priv.secure_aggregation.num_shares
+        plan.secagg_quantization_range = priv.secure_aggregation.quantization_range
         plan.secagg_reconstruction_threshold = priv.secure_aggregation.reconstruction_threshold
         # Clients report num_examples 1 under distributed DP (an unweighted sum), else their rows.
         plan.secagg_clipping_range = priv.secure_aggregation.clipping_range
@@ -417,8 +446,42 @@ def privatize_update(
         return trained
     bound, z = float(meta["clipping_norm"]), float(meta["noise_multiplier"])
     update, _ = clip([t - s for t, s in zip(trained, start, strict=True)], bound)
-    std = z * bound if dp == "local" else z * bound / math.sqrt(max(int(meta["clients_per_round"]), 1))
-    return [s + u for s, u in zip(start, add_noise(update, std, rng), strict=True)]
+    if dp == "distributed":
+        return [s + u for s, u in zip(start, add_discrete_noise(update, meta), strict=True)]
+    return [s + u for s, u in zip(start, add_noise(update, z * bound, rng), strict=True)]
+
+
+def secagg_step(meta: dict[str, Any]) -> float:
+    """Return the SecAgg+ quantization step ``2 * clipping_range / quantization_range`` (2^-18 by default)."""
+    return 2.0 * float(meta["secagg_clipping_range"]) / float(meta["secagg_quantization_range"])
+
+
+def discrete_sigma2(meta: dict[str, Any], dimension: int) -> Fraction:
+    """Return each client's discrete Gaussian variance, in quantization steps squared.
+
+    The integer vectors SecAgg+ sums move by at most ``C / step + sqrt(d)`` in L2 when one
+    client's clipped update is zeroed (stochastic rounding adds less than one step per
+    coordinate); the m clients' variances add up to ``(z * that)^2``, so the sum carries noise
+    multiplier z on the integers. Rounded up to a rational.
+    """
+    sensitivity = float(meta["clipping_norm"]) / secagg_step(meta) + math.sqrt(dimension)
+    m = max(int(meta["clients_per_round"]), 1)
+    var = (float(meta["noise_multiplier"]) * sensitivity) ** 2 / m
+    return Fraction(math.ceil(var * 1000), 1000)
+
+
+def add_discrete_noise(update: list[np.ndarray], meta: dict[str, Any]) -> list[np.ndarray]:
+    """Return ``update`` plus discrete Gaussian noise in whole SecAgg+ quantization steps (CSPRNG).
+
+    The noise is an integer number of steps, so SecAgg+'s quantization (scale by 1 / step, then
+    stochastic rounding) carries it onto the integer vector exactly: the server unmasks a sum of
+    integer discrete Gaussians (federated/dgauss.py).
+    """
+    from federated.dgauss import discrete_gaussian_array
+
+    step = secagg_step(meta)
+    sigma2 = discrete_sigma2(meta, sum(int(u.size) for u in update))
+    return [u + discrete_gaussian_array(sigma2, u.shape).astype(np.float64) * step for u in update]
 
 
 def central_aggregate(

@@ -143,6 +143,8 @@ def prepare_job(spec: JobSpec, progress: Progress, workdir: Path) -> FederatedJo
         if info.name == "xgboost"
         else net_spec(info.name, params, federation.preprocessor.n_features, task.n_classes, n_train)
     )
+    if net is not None:
+        privacy.dimension = int(sum(a.size for a in net.init(spec.seed)))
     ctx = FitContext(task, federation.preprocessor, info, params, weights, None, spec.seed)
     write_client_files(federation, workdir, weights)
     meta = {

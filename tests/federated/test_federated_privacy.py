@@ -82,15 +82,34 @@ def test_central_aggregate_adds_noise_of_z_c_over_qn_to_the_clipped_mean() -> No
     assert residual.std() == pytest.approx(2.0 * 1.0 / 8.0, rel=0.03)
 
 
-@pytest.mark.parametrize(("mode", "std"), [("local", 1.5 * 0.5), ("distributed", 1.5 * 0.5 / 2.0)])
-def test_clients_clip_their_update_and_add_their_noise(mode: str, std: float) -> None:
+def test_local_dp_clients_clip_their_update_and_add_their_noise() -> None:
     start = [np.ones(40_000)]
     trained = [np.ones(40_000) * 3.0]  # update norm 400: clipped to 0.5
-    meta = {"dp": mode, "clipping_norm": 0.5, "noise_multiplier": 1.5, "clients_per_round": 4}
+    meta = {"dp": "local", "clipping_norm": 0.5, "noise_multiplier": 1.5, "clients_per_round": 4}
     sent = privatize_update(start, trained, meta, np.random.default_rng(1))[0]
     noise = sent - 1.0 - 0.5 / 200.0
-    assert noise.std() == pytest.approx(std, rel=0.03)
+    assert noise.std() == pytest.approx(1.5 * 0.5, rel=0.03)
     assert abs(noise.mean()) < 0.01
+
+
+def test_distributed_dp_clients_add_discrete_gaussian_noise_in_whole_secagg_steps() -> None:
+    start = [np.ones(10_000)]
+    trained = [np.ones(10_000) * 3.0]  # update norm 200: clipped to 0.5
+    meta = {
+        "dp": "distributed",
+        "clipping_norm": 0.5,
+        "noise_multiplier": 1.5,
+        "clients_per_round": 4,
+        "secagg_clipping_range": 8.0,
+        "secagg_quantization_range": 2**22,
+    }
+    sent = privatize_update(start, trained, meta, np.random.default_rng(1))[0]
+    step = 16.0 / 2**22
+    steps = (sent - 1.0 - 0.5 / 100.0) / step
+    assert np.abs(steps - np.round(steps)).max() < 1e-3  # integers on the SecAgg+ grid
+    # the 4 clients' shares sum to multiplier 1.5 on the integer sensitivity C / step + sqrt(d)
+    expected = 1.5 * (0.5 / step + 100.0) / 2.0
+    assert steps.std() == pytest.approx(expected, rel=0.03) and abs(steps.mean()) < 0.05 * expected
 
 
 def _toy_client() -> tuple[list[np.ndarray], dict, dict]:
