@@ -219,9 +219,11 @@ def _received(replies: list[Any]) -> tuple[list[np.ndarray], list[float]]:
     return arrays, scalars
 
 
-@pytest.mark.parametrize("secure", [True, False], ids=["secagg", "plain"])
+@pytest.mark.parametrize(
+    ("secure", "dp"), [(True, "none"), (False, "none"), (False, "local")], ids=["secagg", "plain", "local-dp"]
+)
 def test_the_server_cannot_read_any_clients_update_or_metrics_under_secagg(
-    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch, secure: bool
+    tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch, secure: bool, dp: str
 ) -> None:
     import federated.server_app as server_app
     from federated.client_app import load_client, load_meta, train_network
@@ -240,13 +242,14 @@ def test_the_server_cannot_read_any_clients_update_or_metrics_under_secagg(
         truth = []
         for client in range(job.fed.clients):
             data = load_client(directory, client)
-            params, loss = train_network(start, data, meta, 0.0, meta["seed"] * 100_003 + client * 1_009 + 1)
+            plain = {**meta, "privacy": {"dp": "none"}}  # the model and loss before any DP noise
+            params, loss = train_network(start, data, plain, 0.0, meta["seed"] * 100_003 + client * 1_009 + 1)
             truth.append(([np.asarray(p, dtype=float).ravel() for p in params], loss, len(data["y_train"])))
         seen.update(replies=spy.replies, truth=truth)
         return out
 
     monkeypatch.setattr(server_app, "run_rounds", spying)
-    privacy = {"secure_aggregation": {"enabled": secure, "num_shares": 3, "reconstruction_threshold": 2}}
+    privacy = {"secure_aggregation": {"enabled": secure, "num_shares": 3, "reconstruction_threshold": 2}, "dp": dp}
     spec = write_spec(tmp_path, **{"federated.clients": 4, "federated.rounds": 1, "federated.privacy": privacy})
     result = cli("federate", spec, "--quiet")
     assert result.code == 0, result.err
@@ -259,7 +262,7 @@ def test_the_server_cannot_read_any_clients_update_or_metrics_under_secagg(
     models = [any(found(p) for p in params) for params, _, _ in seen["truth"]]
     losses = [any(math.isclose(s, loss, rel_tol=1e-9) for s in scalars) for _, loss, _ in seen["truth"]]
     rows = [float(n) in scalars for _, _, n in seen["truth"]]
-    if secure:
+    if secure or dp == "local":  # local DP: the server gets the noised model and nothing else
         assert not any(models) and not any(losses) and not any(rows), (models, losses, rows)
     else:
         assert all(models) and all(losses) and all(rows), (models, losses, rows)
