@@ -365,3 +365,40 @@ def test_dpsgd_clients_under_secagg_still_learn(tmp_path: Path, cli) -> None:
     assert out["sampling"]["batch_rate_max"] == pytest.approx(32 / smallest)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["auc"] > 0.65  # higgs: the plain model reaches ~0.68 in 3 rounds
+
+
+def test_discrete_noise_lands_on_the_secagg_integers_exactly() -> None:
+    from flwr.common.secure_aggregation.quantization import quantize
+
+    from federated.dgauss import discrete_gaussian_array
+    from federated.privacy import discrete_sigma2, secagg_step
+
+    meta = {
+        "clipping_norm": 0.5,
+        "noise_multiplier": 2.0,
+        "clients_per_round": 10,
+        "secagg_clipping_range": 8.0,
+        "secagg_quantization_range": 2**22,
+    }
+    step = secagg_step(meta)
+    model = np.random.default_rng(3).normal(0.0, 0.3, size=500)
+    k = discrete_gaussian_array(discrete_sigma2(meta, 500), (500,))
+    np.random.seed(7)  # SecAgg+'s stochastic rounding draws from NumPy's global generator
+    plain = quantize([model], 8.0, 2**22)[0]
+    np.random.seed(7)
+    noised = quantize([model + k.astype(np.float64) * step], 8.0, 2**22)[0]
+    assert np.array_equal(noised.astype(np.int64) - plain.astype(np.int64), k)
+
+
+def test_the_discrete_gaussian_sampler_is_exact_in_law_and_uses_the_os_csprng() -> None:
+    import secrets
+    from fractions import Fraction
+
+    from federated import dgauss
+
+    assert isinstance(dgauss._RNG, secrets.SystemRandom)
+    x = dgauss.discrete_gaussian_array(Fraction(9, 4), (6000,))
+    assert x.dtype == np.int64 and abs(x.mean()) < 0.08
+    # N_Z(0, 9/4): P(0) = 1 / sum_k exp(-k^2 / 4.5); its variance is 2.25 to 4 decimals
+    p0 = 1.0 / sum(math.exp(-(k**2) / 4.5) for k in range(-40, 41))
+    assert np.mean(x == 0) == pytest.approx(p0, abs=0.02) and x.var() == pytest.approx(2.25, rel=0.08)
