@@ -8,6 +8,7 @@ shape, hyper-parameters) once per process and keeps them cached.
 from __future__ import annotations
 
 import json
+import logging
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
@@ -24,13 +25,23 @@ LEGACY_EVALUATE = "evaluateins.parameters"
 
 
 def _secagg_dispatch(msg: Message, context: Context, call_next: Any) -> Message:
-    """Send SecAgg+ protocol messages through Flower's secaggplus_mod; all others straight to the handlers."""
+    """Send SecAgg+ protocol messages through Flower's secaggplus_mod; all others straight to the handlers.
+
+    The FitRes the mod sends back beside the masked model would carry the client's row count
+    (its SecAgg+ weight) and metrics in plaintext: both are blanked here, after the mod has used
+    the weight inside the masked sum, so the server learns only the sum.
+    """
     from flwr.client.mod import secaggplus_mod
     from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
-    if RECORD_KEY_CONFIGS in msg.content.config_records:
-        return cast(Message, secaggplus_mod(msg, context, call_next))
-    return cast(Message, call_next(msg, context))
+    if RECORD_KEY_CONFIGS not in msg.content.config_records:
+        return cast(Message, call_next(msg, context))
+    out = cast(Message, secaggplus_mod(msg, context, call_next))
+    content = out.content
+    if "fitres.num_examples" in content.metric_records:
+        content.metric_records["fitres.num_examples"] = MetricRecord({"num_examples": 1})
+        content.config_records["fitres.metrics"] = ConfigRecord({})
+    return out
 
 
 app = ClientApp(mods=[_secagg_dispatch])
@@ -100,6 +111,9 @@ def train(msg: Message, context: Context) -> Message:
         start = _arrays(msg).to_numpy_ndarrays()
         params, loss = train_network(start, data, meta, float(cast(float, config.get("proximal-mu", 0.0))), seed)
         arrays = ArrayRecord(params)
+    if (meta.get("privacy") or {}).get("dp") == "local":
+        # Local DP: the server averages the noised updates unweighted and learns nothing else.
+        return _reply(msg, arrays, {"num-examples": 1})
     return _reply(msg, arrays, {"num-examples": len(y), "train-loss": float(loss), "client": client})
 
 
@@ -147,14 +161,21 @@ def _train_secagg(msg: Message, context: Context) -> Message:
     server_round = int(cast(int, config["server-round"]))
     seed = meta["seed"] * 100_003 + client * 1_009 + server_round
     start = parameters_to_ndarrays(fitins.parameters)
-    params, loss = train_network(start, data, meta, float(cast(float, config.get("proximal_mu", 0.0))), seed)
+    params, _loss = train_network(start, data, meta, float(cast(float, config.get("proximal_mu", 0.0))), seed)
     privacy = meta["privacy"]
     rows = len(data["y_train"])
     reported = 1 if privacy["dp"] == "distributed" else rows
     limit = privacy["secagg_clipping_range"] * privacy["secagg_max_weight"] / reported
     clipped = int(sum(int(np.sum(np.abs(p) > limit)) for p in params))
-    metrics = {"num-examples": rows, "train-loss": float(loss), "client": client, "secagg-clipped": clipped}
-    fitres = FitRes(Status(Code.OK, "ok"), ndarrays_to_parameters(params), reported, cast(Any, metrics))
+    if clipped:  # logged on the client: a count sent to the server would be outside the sum
+        logging.getLogger("scaleclf.federated").warning(
+            "client %d round %d: %d model values exceed"
+            " federated.privacy.secure_aggregation.clipping_range and are clipped by SecAgg+",
+            client,
+            server_round,
+            clipped,
+        )
+    fitres = FitRes(Status(Code.OK, "ok"), ndarrays_to_parameters(params), reported, {})
     return Message(fitres_to_recorddict(fitres, keep_input=False), reply_to=msg)
 
 

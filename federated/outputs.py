@@ -62,10 +62,23 @@ def write_outputs(job: FederatedJob, arrays: Any, history: History, tmp: Path, p
             "bytes_sent": sum(r["bytes_sent"] for r in rounds),
             "bytes_received": sum(r["bytes_received"] for r in rounds),
             "failed_client_replies": sum(r["failed_train"] + r["failed_evaluate"] for r in rounds),
+            "failed_rounds": [r["round"] for r in rounds if r["failed"]],
         }
         privacy = privacy_record(job, rounds)
         if privacy is not None:
-            keys = ("dp", "secure_aggregation", "epsilon", "delta", "accountant", "stopped_by_budget")
+            keys = (
+                "dp",
+                "secure_aggregation",
+                "epsilon",
+                "epsilon_rdp",
+                "epsilon_pld",
+                "delta",
+                "accountant",
+                "target_epsilon",
+                "within_budget",
+                "stopped_by_budget",
+                "neighbouring",
+            )
             federated["privacy"] = {k: privacy[k] for k in keys if k in privacy}
         if fed.centralized_baseline:
             baseline = centralized_baseline(job)
@@ -114,7 +127,7 @@ def privacy_record(job: FederatedJob, rounds: list[dict[str, Any]]) -> dict[str,
     if not plan.on and not plan.secure_aggregation:
         return None
     trained = [r for r in rounds if r["round"] > 0]
-    replies = [len(r["train_clients"]) for r in trained] if plan.dp == "distributed" else None
+    replies = [0 if r["failed"] else r["train_replies"] for r in trained] if plan.dp == "distributed" else None
     return plan.to_json(len(trained), replies)
 
 
@@ -177,13 +190,32 @@ def learning_curve_html(rounds: list[dict[str, Any]], plots: Path) -> str:
     header = "<tr><th>round</th><th>clients</th><th>failed</th><th>test auc</th><th>valid acc</th>"
     header += "<th>sent MB</th><th>received MB</th><th>s</th></tr>"
     body = "".join(
-        f"<tr><td>{r['round']}</td><td>{len(r['train_clients'])}</td><td>{r['failed_train']}</td>"
+        f"<tr><td>{r['round']}</td><td>{r['train_replies']}{' (failed)' if r['failed'] else ''}</td>"
+        f"<td>{r['failed_train']}</td>"
         f"<td>{_f(r['centralized_evaluation'].get('auc'))}</td><td>{_f(r['federated_evaluation'].get('accuracy'))}</td>"
         f"<td>{r['bytes_sent'] / 1e6:.3f}</td><td>{r['bytes_received'] / 1e6:.3f}</td>"
         f"<td>{r['duration_s']:.2f}</td></tr>"
         for r in rounds
     )
     return f"{image}<table>{header}{body}</table>"
+
+
+def privacy_curve_html(rounds: list[dict[str, Any]], plots: Path) -> str:
+    """Return the utility-against-epsilon plot: the global model's test metrics at the epsilon spent by each round."""
+    from matplotlib.figure import Figure
+
+    pts = [(r["epsilon"]["rdp"], r["epsilon"]["pld"], r["centralized_evaluation"]) for r in rounds if r.get("epsilon")]
+    if not pts:
+        return ""
+    fig = Figure(figsize=(6, 3.4))
+    ax = fig.subplots()
+    for metric in ("auc", "accuracy"):
+        ys = [m.get(metric) for _, _, m in pts]
+        if any(y is not None for y in ys):
+            ax.plot([e for e, _, _ in pts], ys, marker="o", label=f"test {metric} (epsilon rdp)")
+    ax.set(xlabel="epsilon spent (rdp)", ylabel="test metric", title="Utility against epsilon, round by round")
+    ax.legend(fontsize=8)
+    return _png(fig, plots / "privacy_curve.png")
 
 
 def partitions_html(stats: dict[str, Any], plots: Path) -> str:
@@ -257,7 +289,10 @@ def _write_report(
         cells = "".join(
             f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in priv.items()
         )
-        sections.append(ReportSection("Privacy (privacy.json has the full accounting)", f"<table>{cells}</table>"))
+        curve = privacy_curve_html(rounds, tmp / "plots")
+        sections.append(
+            ReportSection("Privacy (privacy.json has the full accounting)", f"<table>{cells}</table>{curve}")
+        )
     write_report(
         tmp,
         metrics=metrics,

@@ -9,8 +9,10 @@ Four mechanisms (``federated.privacy.dp``), all Gaussian, all accounted by dp-ac
   (a fixed denominator, so one client moves the sum by at most C). Accounted as a
   Poisson-sampled Gaussian per round (plain Gaussian when ``q = 1``). The server is trusted.
 * ``distributed``: client-level DP under SecAgg+. Each client clips its update to C and adds
-  its share ``N(0, (z C)^2 / m)`` of the noise (m: clients sampled per round); the server only
-  sees the sum, whose noise is ``N(0, (z C)^2)`` when all m take part. No amplification by
+  its share of discrete Gaussian noise in whole SecAgg+ quantization steps (``add_discrete_noise``,
+  exact sampler on ``secrets.SystemRandom``), variance ``(z (C / step + sqrt(d)))^2 / m`` steps^2
+  (m: clients sampled per round); the server only sees the integer sum, whose noise has
+  multiplier z on the integer sensitivity when all m take part. No amplification by
   client sampling is claimed (Flower samples a fixed number of clients); a round with fewer
   replies carries less noise and is accounted with its effective multiplier
   ``z sqrt(replies / m)``.
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,11 +47,27 @@ if TYPE_CHECKING:
 
 MECHANISMS = {
     "central": "Gaussian mechanism on the clipped sum of client updates, added by the server (DP-FedAvg)",
-    "distributed": "Gaussian noise shares added by the clients to clipped updates, summed under SecAgg+",
+    "distributed": "discrete Gaussian noise shares (exact sampler, CSPRNG) added by the clients to their clipped,"
+    " quantized updates, summed under SecAgg+",
     "local": "Gaussian mechanism on each client's clipped update, added by the client",
     "dpsgd": "DP-SGD: per-example gradient clipping and Gaussian noise in every local step",
 }
 SECAGG_STRATEGIES = ("fedavg", "fedprox")
+NEIGHBOURING = {
+    "central": "zero-out one client: its clipped update replaced by zero (sensitivity C of the sum)",
+    "distributed": "zero-out one client: its clipped update replaced by zero (sensitivity C of the sum)",
+    "local": "replace-one: any two datasets of one client (sensitivity 2C of its update)",
+    "dpsgd": "add/remove one row of one client (Poisson-sampled batches)",
+}
+TRUST = {
+    "central": "trusted server: it sees every client's update and adds the noise itself",
+    "distributed": "honest-but-curious server that follows SecAgg+ (it refuses to unmask a sum of fewer than"
+    " min_train_clients clients) and does not collude with clients; clients that collude with the server"
+    " know their own noise shares, so t colluders leave noise z sqrt((replies - t) / m)",
+    "local": "no trusted party: each client's update is private on its own",
+    "dpsgd": "example-level: the server and the other clients are untrusted for rows; client-level facts"
+    " (row counts, losses) are outside the guarantee",
+}
 
 
 @dataclass
@@ -73,6 +92,28 @@ class PrivacyPlan:
     epsilon: dict[str, float] = field(default_factory=dict)
     secagg_clipping_range: float = 0.0
     secagg_max_weight: float = 1.0
+    secagg_quantization_range: int = 0
+    secagg_num_shares: int = 0
+    secagg_reconstruction_threshold: int = 0
+    min_replies: int = 1
+    clients: int = 0
+    dimension: int = 0
+    budget_stop: bool = False
+
+    @property
+    def neighbouring(self) -> str:
+        """Return the neighbouring relation the accounting uses."""
+        return NEIGHBOURING[self.dp]
+
+    def worst_round_replies(self) -> int | None:
+        """Return the fewest replies a round can aggregate (distributed DP: the least noise), else None."""
+        return self.min_replies if self.dp == "distributed" else None
+
+    def epsilon_worst_next(self, replies: list[int]) -> float:
+        """Return epsilon if one more round ran after ``replies`` with the least noise it can carry."""
+        worst = self.worst_round_replies()
+        nxt = [*replies, worst] if worst is not None else None
+        return self.epsilon_after(len(replies) + 1, self.accountant, nxt if self.dp == "distributed" else None)
 
     @property
     def on(self) -> bool:
@@ -89,6 +130,7 @@ class PrivacyPlan:
             "clients_per_round": self.clients_per_round,
             "secagg_clipping_range": self.secagg_clipping_range,
             "secagg_max_weight": self.secagg_max_weight,
+            "secagg_quantization_range": self.secagg_quantization_range,
         }
 
     def events(self, rounds: int, replies: list[int] | None = None) -> dict[int, Any]:
@@ -120,7 +162,7 @@ class PrivacyPlan:
 
     def epsilon_after(self, rounds: int, accountant: str, replies: list[int] | None = None) -> float:
         """Return epsilon at ``delta`` after ``rounds`` rounds (dpsgd: the largest over the clients)."""
-        if rounds <= 0:
+        if rounds <= 0 or (replies is not None and not any(replies)):
             return 0.0
         return max(epsilon_of(e, self.delta, accountant) for e in self.events(rounds, replies).values())
 
@@ -132,11 +174,18 @@ class PrivacyPlan:
         }
         if not self.on:
             out["mechanism"] = "SecAgg+ only: no differential privacy, epsilon is unbounded"
+            out["trust"] = "honest-but-curious server that follows SecAgg+; it learns the sum of the models"
+            out["secure_aggregation_settings"] = {
+                "num_shares": self.secagg_num_shares,
+                "reconstruction_threshold": self.secagg_reconstruction_threshold,
+                "clipping_range": self.secagg_clipping_range,
+            }
             return out
         spent = {a: self.epsilon_after(rounds_run, a, replies) for a in ("rdp", "pld")}
         info = asdict(self)
         info.pop("client_train_rows")
         info.pop("epsilon")
+        info.pop("budget_stop")
         out.update(
             mechanism=MECHANISMS[self.dp],
             level="example" if self.dp == "dpsgd" else "client",
@@ -144,12 +193,26 @@ class PrivacyPlan:
             epsilon_rdp=spent["rdp"],
             epsilon_pld=spent["pld"],
             delta=self.delta,
+            target_epsilon=self.target_epsilon,
             accountant=self.accountant,
             rounds_run=rounds_run,
-            stopped_by_budget=self.rounds < self.rounds_requested,
+            stopped_by_budget=self.rounds < self.rounds_requested or self.budget_stop,
             within_budget=self.target_epsilon is None or spent[self.accountant] <= self.target_epsilon + 1e-9,
+            neighbouring=self.neighbouring,
+            trust=TRUST[self.dp],
+            clients=self.clients,
+            client_train_rows_total=int(sum(self.client_train_rows)),
+            accounting=accounting_versions(),
             settings=info,
         )
+        if self.dp in ("central", "distributed"):
+            # The same noise under replace-one neighbours: sensitivity 2C, multiplier z / 2.
+            doubled = PrivacyPlan(**{**asdict(self), "noise_multiplier": self.noise_multiplier / 2.0})
+            out["epsilon_replace_one"] = doubled.epsilon_after(rounds_run, self.accountant, replies)
+        if self.dp == "distributed" and replies is not None:
+            out["colluding_clients_tolerated"] = self.colluders_tolerated(replies)
+        if self.dp == "distributed":
+            out["noise"] = self.discrete_noise()
         if self.dp == "dpsgd":
             rows = self.client_train_rows
             out["sampling"] = {
@@ -162,7 +225,52 @@ class PrivacyPlan:
             out["sampling"] = {"client_rate": self.client_rate, "poisson": self.client_rate < 1.0}
         if replies is not None:
             out["replies_per_round"] = replies
+        if self.secure_aggregation:
+            out["secure_aggregation_settings"] = {
+                "num_shares": self.secagg_num_shares,
+                "reconstruction_threshold": self.secagg_reconstruction_threshold,
+                "clipping_range": self.secagg_clipping_range,
+                "min_clients_unmasked": self.min_replies,
+            }
         return out
+
+    def discrete_noise(self) -> dict[str, Any]:
+        """Return what the distributed mechanism adds: discrete Gaussian shares on the SecAgg+ integers."""
+        from federated.dgauss import sum_tau
+
+        meta = self.client_meta()
+        sigma2 = discrete_sigma2(meta, self.dimension)
+        step = secagg_step(meta)
+        return {
+            "distribution": "discrete Gaussian N_Z(0, sigma2) per coordinate, in SecAgg+ quantization steps",
+            "sampler": "exact (Canonne, Kamath and Steinke 2020), rational arithmetic",
+            "generator": "secrets.SystemRandom (operating-system CSPRNG)",
+            "step": step,
+            "dimension": self.dimension,
+            "integer_sensitivity": self.clipping_norm / step + math.sqrt(self.dimension),
+            "client_sigma2": float(sigma2),
+            # Kairouz, Liu and Steinke 2021: the sum of m shares is within tau of N_Z(0, m sigma2)
+            "sum_tau": sum_tau(float(sigma2), self.clients_per_round),
+        }
+
+    def colluders_tolerated(self, replies: list[int]) -> int:
+        """Return the most clients that may collude with the server with epsilon still within the budget."""
+        if self.target_epsilon is None:
+            return 0
+        best = 0
+        for t in range(1, max(replies, default=0)):
+            less = [max(r - t, 0) for r in replies]
+            if not all(less) or self.epsilon_after(len(replies), self.accountant, less) > self.target_epsilon:
+                break
+            best = t
+        return best
+
+
+def accounting_versions() -> dict[str, str]:
+    """Return the versions of the accounting library and of Flower."""
+    from importlib.metadata import version
+
+    return {"dp-accounting": version("dp-accounting"), "flwr": version("flwr")}
 
 
 def epsilon_of(event: Any, delta: float, accountant: str) -> float:
@@ -201,6 +309,12 @@ def check_privacy(fed: FederatedSpec, model: str) -> None:
                 f" (allowed: {', '.join(SECAGG_STRATEGIES)})"
             )
         per_round = clients_per_round(fed)
+        if 2 * secagg.reconstruction_threshold <= secagg.num_shares:
+            raise ConfigError(
+                f"config error: federated.privacy.secure_aggregation.reconstruction_threshold:"
+                f" {secagg.reconstruction_threshold} is at most half of num_shares {secagg.num_shares};"
+                " a minority of clients could then rebuild a live client's masks (use more than half)"
+            )
         if secagg.num_shares > per_round:
             raise ConfigError(
                 f"config error: federated.privacy.secure_aggregation.num_shares: {secagg.num_shares} exceeds the"
@@ -228,6 +342,13 @@ def check_privacy(fed: FederatedSpec, model: str) -> None:
             "config error: federated.privacy.dp: distributed DP needs"
             " federated.privacy.secure_aggregation.enabled: true (the server must see only the noisy sum)"
         )
+    if priv.dp == "distributed" and fed.min_train_clients < 2:
+        raise ConfigError(
+            "config error: federated.min_train_clients: distributed DP needs at least 2 (a sum of one"
+            " client's update is that update)"
+        )
+    if priv.dp != "dpsgd":
+        plan_privacy(fed, [])  # accounting does not depend on the data: refuse an impossible budget now
 
 
 def clients_per_round(fed: FederatedSpec) -> int:
@@ -243,7 +364,13 @@ def plan_privacy(fed: FederatedSpec, client_train_rows: list[int]) -> PrivacyPla
     priv = fed.privacy
     plan = PrivacyPlan(priv.dp, priv.secure_aggregation.enabled, rounds_requested=fed.rounds, rounds=fed.rounds)
     plan.clients_per_round = clients_per_round(fed)
+    plan.clients = fed.clients
+    # fedxgb_cyclic trains one client per round by design.
+    plan.min_replies = 1 if fed.strategy == "fedxgb_cyclic" else min(fed.min_train_clients, plan.clients_per_round)
     if plan.secure_aggregation:
+        plan.secagg_num_shares = priv.secure_aggregation.num_shares
+        plan.secagg_quantization_range = priv.secure_aggregation.quantization_range
+        plan.secagg_reconstruction_threshold = priv.secure_aggregation.reconstruction_threshold
         # Clients report num_examples 1 under distributed DP (an unweighted sum), else their rows.
         plan.secagg_clipping_range = priv.secure_aggregation.clipping_range
         plan.secagg_max_weight = 1.0 if priv.dp == "distributed" else float(max(client_train_rows, default=1))
@@ -260,6 +387,14 @@ def plan_privacy(fed: FederatedSpec, client_train_rows: list[int]) -> PrivacyPla
     plan.batch_size = fed.batch_size
     plan.local_epochs = fed.local_epochs
     if priv.target_epsilon is not None:
+        worst = plan.epsilon_worst_next([])
+        if plan.dp == "distributed" and worst > priv.target_epsilon:
+            raise ConfigError(
+                f"config error: federated.privacy.target_epsilon: one round with only min_train_clients"
+                f" {plan.min_replies} of {plan.clients_per_round} clients answering spends epsilon {worst:.3g}"
+                f" > {priv.target_epsilon:g} ({priv.accountant}); raise noise_multiplier, min_train_clients"
+                " or the budget"
+            )
         plan.rounds = rounds_within(plan, priv.target_epsilon)
         if plan.rounds == 0:
             one = plan.epsilon_after(1, priv.accountant)
@@ -311,8 +446,42 @@ def privatize_update(
         return trained
     bound, z = float(meta["clipping_norm"]), float(meta["noise_multiplier"])
     update, _ = clip([t - s for t, s in zip(trained, start, strict=True)], bound)
-    std = z * bound if dp == "local" else z * bound / math.sqrt(max(int(meta["clients_per_round"]), 1))
-    return [s + u for s, u in zip(start, add_noise(update, std, rng), strict=True)]
+    if dp == "distributed":
+        return [s + u for s, u in zip(start, add_discrete_noise(update, meta), strict=True)]
+    return [s + u for s, u in zip(start, add_noise(update, z * bound, rng), strict=True)]
+
+
+def secagg_step(meta: dict[str, Any]) -> float:
+    """Return the SecAgg+ quantization step ``2 * clipping_range / quantization_range`` (2^-18 by default)."""
+    return 2.0 * float(meta["secagg_clipping_range"]) / float(meta["secagg_quantization_range"])
+
+
+def discrete_sigma2(meta: dict[str, Any], dimension: int) -> Fraction:
+    """Return each client's discrete Gaussian variance, in quantization steps squared.
+
+    The integer vectors SecAgg+ sums move by at most ``C / step + sqrt(d)`` in L2 when one
+    client's clipped update is zeroed (stochastic rounding adds less than one step per
+    coordinate); the m clients' variances add up to ``(z * that)^2``, so the sum carries noise
+    multiplier z on the integers. Rounded up to a rational.
+    """
+    sensitivity = float(meta["clipping_norm"]) / secagg_step(meta) + math.sqrt(dimension)
+    m = max(int(meta["clients_per_round"]), 1)
+    var = (float(meta["noise_multiplier"]) * sensitivity) ** 2 / m
+    return Fraction(math.ceil(var * 1000), 1000)
+
+
+def add_discrete_noise(update: list[np.ndarray], meta: dict[str, Any]) -> list[np.ndarray]:
+    """Return ``update`` plus discrete Gaussian noise in whole SecAgg+ quantization steps (CSPRNG).
+
+    The noise is an integer number of steps, so SecAgg+'s quantization (scale by 1 / step, then
+    stochastic rounding) carries it onto the integer vector exactly: the server unmasks a sum of
+    integer discrete Gaussians (federated/dgauss.py).
+    """
+    from federated.dgauss import discrete_gaussian_array
+
+    step = secagg_step(meta)
+    sigma2 = discrete_sigma2(meta, sum(int(u.size) for u in update))
+    return [u + discrete_gaussian_array(sigma2, u.shape).astype(np.float64) * step for u in update]
 
 
 def central_aggregate(

@@ -20,9 +20,10 @@ the run records and warns about.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from flwr.app import ConfigRecord
 from flwr.common import Parameters, ndarrays_to_parameters
 from flwr.server import strategy as legacy
 
@@ -85,19 +86,12 @@ def make_legacy_strategy(job: FederatedJob, history: History) -> legacy.FedAvg:
 
         def aggregate_fit(self, server_round: int, results: list[Any], failures: list[Any]) -> Any:
             rec = history.at(server_round)
-            metrics = [cast(dict[str, Any], res.metrics) for _, res in results]
-            rec.train_clients = sorted(int(m["client"]) for m in metrics)
+            # Clients send no plaintext metrics under SecAgg+ (client_app._secagg_dispatch strips them):
+            # the server counts the replies whose masked models were summed, nothing more.
+            rec.train_replies = len(results)
             rec.failed_train = self.sampled.get(server_round, len(results)) - len(results)
             # Every survivor's FitRes carries the same unmasked average; count one model per reply.
             rec.bytes_received += sum(_parameters_bytes(res.parameters) for _, res in results)
-            rec.train_metrics = _weighted([(int(m["num-examples"]), m) for m in metrics])
-            clipped = sum(int(m.get("secagg-clipped", 0)) for m in metrics)
-            if clipped:
-                rec.train_metrics["secagg_clipped_values"] = float(clipped)
-                job.progress.warn(
-                    f"round {server_round}: {clipped} model values exceeded"
-                    " federated.privacy.secure_aggregation.clipping_range and were clipped by SecAgg+"
-                )
             return super().aggregate_fit(server_round, results, failures)
 
         def aggregate_evaluate(self, server_round: int, results: list[Any], failures: list[Any]) -> Any:
@@ -110,7 +104,8 @@ def make_legacy_strategy(job: FederatedJob, history: History) -> legacy.FedAvg:
 
     kwargs: dict[str, Any] = {
         "fraction_fit": fed.fraction_train,
-        "fraction_evaluate": fed.fraction_evaluate,
+        # Federated evaluation replies (loss, accuracy, rows) would reach the server in the clear.
+        "fraction_evaluate": 0.0,
         "min_fit_clients": fed.min_train_clients,
         "min_evaluate_clients": max(1, min(fed.min_evaluate_clients, fed.clients)),
         "min_available_clients": fed.clients,
@@ -130,29 +125,76 @@ def make_legacy_strategy(job: FederatedJob, history: History) -> legacy.FedAvg:
 
 
 def run_secagg_rounds(grid: Grid, context: Context, job: FederatedJob) -> tuple[ArrayRecord, History]:
-    """Run the job's rounds with SecAgg+; return the final model and the recorded history."""
+    """Run the job's rounds with SecAgg+; return the final model and the recorded history.
+
+    The rounds are Flower's DefaultWorkflow loop with the RoundGuard around every round: the
+    server waits for all clients before round 1, a round that could take epsilon past the budget
+    does not run, and too many failed rounds stop the run (federated/budget.py).
+    """
     from flwr.app import ArrayRecord
     from flwr.server import LegacyContext, ServerConfig
-    from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+    from flwr.server.compat.app_utils import start_update_client_manager_thread
+    from flwr.server.workflow import SecAggPlusWorkflow
+    from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, Key
+    from flwr.server.workflow.default_workflows import (
+        default_centralized_evaluation_workflow,
+        default_evaluate_workflow,
+        default_init_params_workflow,
+    )
+
+    from federated.budget import RoundGuard
 
     secagg = job.fed.privacy.secure_aggregation
     history = History()
+    guard = RoundGuard(job, history)
     strategy = make_legacy_strategy(job, history)
     legacy_context = LegacyContext(
         context=context, config=ServerConfig(num_rounds=job.privacy.rounds), strategy=strategy
     )
-    workflow = SecAggPlusWorkflow(
+    floor = job.privacy.min_replies
+
+    class FloorSecAggPlus(SecAggPlusWorkflow):  # type: ignore[misc]
+        """SecAgg+ that refuses to unmask a sum of fewer than min_train_clients clients."""
+
+        def collect_masked_vectors_stage(self, grid: Grid, context: Any, state: Any) -> bool:
+            ok = bool(super().collect_masked_vectors_stage(grid, context, state))
+            rec = history.at(max(history.rounds))
+            rec.failed_train = len(state.sampled_node_ids) - len(state.active_node_ids)
+            return ok
+
+        def unmask_stage(self, grid: Grid, context: Any, state: Any) -> bool:
+            if len(state.active_node_ids) < floor:
+                job.progress.warn(
+                    f"SecAgg+: only {len(state.active_node_ids)} masked models arrived, fewer than"
+                    f" min_train_clients {floor}; the sum is not unmasked"
+                )
+                return False
+            return bool(super().unmask_stage(grid, context, state))
+
+    fit = FloorSecAggPlus(
         num_shares=secagg.num_shares,
         reconstruction_threshold=secagg.reconstruction_threshold,
         max_weight=job.privacy.secagg_max_weight,
         clipping_range=secagg.clipping_range,
         quantization_range=secagg.quantization_range,
     )
-    DefaultWorkflow(fit_workflow=workflow)(grid, legacy_context)
-    halted = [r for r in range(1, job.privacy.rounds + 1) if not history.at(r).train_clients]
-    if halted:
-        job.progress.warn(
-            f"SecAgg+ halted in round(s) {', '.join(map(str, halted))} (too few clients answered);"
-            " the global model was not updated there"
-        )
+    thread, f_stop, c_done = start_update_client_manager_thread(grid, legacy_context.client_manager)
+    try:
+        c_done.wait()
+        guard.wait_for_clients(grid)
+        default_init_params_workflow(grid, legacy_context)
+        cfg = ConfigRecord({Key.START_TIME: time.perf_counter()})
+        legacy_context.state.config_records[MAIN_CONFIGS_RECORD] = cfg
+        for server_round in range(1, job.privacy.rounds + 1):
+            if not guard.before_round(server_round):
+                break
+            cfg[Key.CURRENT_ROUND] = server_round
+            history.at(server_round)
+            fit(grid, legacy_context)
+            guard.after_round(server_round)
+            default_centralized_evaluation_workflow(grid, legacy_context)
+            default_evaluate_workflow(grid, legacy_context)
+    finally:
+        f_stop.set()
+        thread.join()
     return ArrayRecord(strategy.latest), history

@@ -15,6 +15,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp import strategy as fs
 
+from federated.budget import RoundGuard, StopRounds
 from pipelines.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,6 +33,9 @@ class RoundRecord:
     round: int
     started: float = field(default_factory=time.perf_counter)
     train_clients: list[int] = field(default_factory=list)
+    train_replies: int = 0
+    failed: bool = False
+    epsilon: dict[str, float] = field(default_factory=dict)
     failed_train: int = 0
     evaluate_clients: list[int] = field(default_factory=list)
     failed_evaluate: int = 0
@@ -68,9 +72,9 @@ class History:
 
 
 def _client_ids(replies: list[Message]) -> list[int]:
-    return sorted(
-        int(cast(int, cast(MetricRecord, m.content["metrics"])["client"])) for m in replies if not m.has_error()
-    )
+    """Return the client ids the replies name (none under local or distributed DP: ids are not sent)."""
+    metrics = [cast(MetricRecord, m.content["metrics"]) for m in replies if not m.has_error()]
+    return sorted(int(cast(int, m["client"])) for m in metrics if "client" in m)
 
 
 def _payload_bytes(content: RecordDict) -> int:
@@ -98,11 +102,19 @@ def _recording(cls: type[fs.Strategy]) -> type[fs.Strategy]:
     class Recording(cls):  # type: ignore[valid-type, misc]
         history: History
         privacy: PrivacyPlan | None = None
+        guard: RoundGuard | None = None
+        latest: ArrayRecord | None = None
         _global: list[Any]
 
         def configure_train(
             self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
         ) -> Iterable[Message]:
+            self.latest = arrays
+            if self.guard is not None:
+                if server_round == 1:
+                    self.guard.wait_for_clients(grid)
+                if not self.guard.before_round(server_round):
+                    raise StopRounds
             if self.privacy is not None and self.privacy.dp == "central":
                 messages = self._configure_central_dp(server_round, arrays, config, grid)
             else:
@@ -132,9 +144,12 @@ def _recording(cls: type[fs.Strategy]) -> type[fs.Strategy]:
             rec = self.history.at(server_round)
             ok = [m for m in replies if not m.has_error()]
             rec.train_clients = _client_ids(ok)
+            rec.train_replies = len(ok)
             rec.failed_train = len(replies) - len(ok)
             rec.bytes_received += sum(_payload_bytes(m.content) for m in ok)
             metrics: Any
+            if self.guard is not None and len(ok) < self.guard.plan.min_replies:
+                return None, None  # a failed round: the global model stays (RoundGuard.after_round reports it)
             if self.privacy is not None and self.privacy.dp == "central":
                 arrays, metrics = self._aggregate_central_dp(ok)
             else:
@@ -238,24 +253,35 @@ def run_rounds(grid: Grid, job: FederatedJob, context: Context) -> tuple[ArrayRe
     strategy.privacy = job.privacy if job.privacy.on else None  # type: ignore[attr-defined]
     rounds = job.privacy.rounds
     history: History = strategy.history  # type: ignore[attr-defined]
+    guard = RoundGuard(job, history)
+    strategy.guard = guard  # type: ignore[attr-defined]
+    if job.privacy.dp in ("local", "distributed"):
+        # Clients' evaluation replies (loss, accuracy, rows) would reach the server in the clear.
+        strategy.fraction_evaluate = 0.0  # type: ignore[attr-defined]
     initial = job.initial_arrays()
 
     def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord:
         rec = history.at(server_round)
+        if server_round > 0:
+            guard.after_round(server_round)
         rec.centralized_evaluation = job.centralized_metrics(arrays)
         rec.duration_s = time.perf_counter() - rec.started
         job.progress.note(f"round {server_round}/{rounds}: " + _shown(rec))
         return MetricRecord(cast(Any, rec.centralized_evaluation))
 
     config = ConfigRecord({"partitions-dir": str(job.partitions_dir)})
-    result = strategy.start(
-        grid=grid,
-        initial_arrays=initial,
-        num_rounds=rounds,
-        train_config=config,
-        evaluate_config=ConfigRecord({"partitions-dir": str(job.partitions_dir)}),
-        evaluate_fn=evaluate,
-    )
+    try:
+        result = strategy.start(
+            grid=grid,
+            initial_arrays=initial,
+            num_rounds=rounds,
+            train_config=config,
+            evaluate_config=ConfigRecord({"partitions-dir": str(job.partitions_dir)}),
+            evaluate_fn=evaluate,
+        )
+    except StopRounds:  # the budget ended training before a round: the model of the last round run
+        latest = strategy.latest  # type: ignore[attr-defined]
+        return (latest if latest is not None and len(latest) else initial), history
     final = result.arrays if result.arrays is not None and len(result.arrays) else initial
     return final, history
 
@@ -265,7 +291,8 @@ def _shown(rec: RoundRecord) -> str:
     if not rec.round:
         return f"initial model: test {test}"
     failed = f", {rec.failed_train} failed" if rec.failed_train else ""
-    return f"{len(rec.train_clients)} clients trained{failed}; test {test}"
+    eps = f"; epsilon {rec.epsilon['rdp']:.3f} (rdp)" if rec.epsilon else ""
+    return f"{rec.train_replies} clients trained{failed}{' (round failed)' if rec.failed else ''}{eps}; test {test}"
 
 
 @app.main()

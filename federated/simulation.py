@@ -30,7 +30,7 @@ from pipelines.data.schema import DataPlan, make_plan
 from pipelines.data.split import KEY_COLUMN, TRAIN, VALID
 from pipelines.engines.base import EngineModel, FitContext
 from pipelines.engines.local.engine import LocalEngine
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, EngineError, ScaleclfError
 from pipelines.evaluation.metrics import compute_metrics
 from pipelines.logs import run_logs
 from pipelines.models.catalog import ModelInfo, get_model
@@ -143,6 +143,8 @@ def prepare_job(spec: JobSpec, progress: Progress, workdir: Path) -> FederatedJo
         if info.name == "xgboost"
         else net_spec(info.name, params, federation.preprocessor.n_features, task.n_classes, n_train)
     )
+    if net is not None:
+        privacy.dimension = int(sum(a.size for a in net.init(spec.seed)))
     ctx = FitContext(task, federation.preprocessor, info, params, weights, None, spec.seed)
     write_client_files(federation, workdir, weights)
     meta = {
@@ -201,7 +203,10 @@ def federate(spec: JobSpec, progress: Progress | None = None) -> Path:
 
         @server.main()
         def _main(grid: Grid, context: Any) -> None:
-            outcome["result"] = run_rounds(grid, job, context)
+            try:
+                outcome["result"] = run_rounds(grid, job, context)
+            except ScaleclfError as exc:  # raised again below, outside Flower's runtime
+                outcome["error"] = exc
 
         with loopback_only():  # the simulation's own Ray listens on 127.0.0.1 only
             run_simulation(
@@ -210,6 +215,8 @@ def federate(spec: JobSpec, progress: Progress | None = None) -> Path:
                 num_supernodes=job.fed.clients,
                 backend_config=backend_config(job.fed),
             )
+        if "error" in outcome:
+            raise outcome["error"]
         if "result" not in outcome:
             raise RuntimeError("the Flower simulation ended without a result")
         result: tuple[Any, Any] = outcome["result"]
@@ -244,9 +251,15 @@ def execute(spec: JobSpec, progress: Progress, rounds: RunRounds) -> Path:
                 arrays, history = rounds(job)
             from federated.outputs import write_outputs
 
-            write_outputs(job, arrays, history, tmp, progress)
+            written = write_outputs(job, arrays, history, tmp, progress)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    headline = written["federated"].get("privacy", {})
+    if headline.get("within_budget") is False:
+        raise EngineError(
+            f"federated.privacy.target_epsilon: the run spent epsilon {headline['epsilon']:.4g} >"
+            f" {job.fed.privacy.target_epsilon:g} ({headline['accountant']}); run directory: {parent / name}"
+        )
     return parent / name
 
 

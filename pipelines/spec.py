@@ -291,6 +291,10 @@ class FederatedSpec(_Section):
     fraction_evaluate: float = Field(1.0, ge=0, le=1, description="share of clients sampled for federated evaluation")
     min_train_clients: int = Field(2, ge=1)
     min_evaluate_clients: int = Field(2, ge=0)
+    max_failed_rounds: int = Field(
+        2, ge=0, description="rounds aggregating fewer than min_train_clients before the run stops (exit 4)"
+    )
+    wait_clients_s: float = Field(60.0, gt=0, description="seconds the server waits for all clients before round 1")
     local_epochs: int = Field(1, ge=1, description="passes over the local train rows per round (xgboost: trees)")
     batch_size: int = Field(32, ge=1, description="local minibatch rows")
     learning_rate: float = Field(0.01, gt=0, description="local Adam step size")

@@ -82,15 +82,34 @@ def test_central_aggregate_adds_noise_of_z_c_over_qn_to_the_clipped_mean() -> No
     assert residual.std() == pytest.approx(2.0 * 1.0 / 8.0, rel=0.03)
 
 
-@pytest.mark.parametrize(("mode", "std"), [("local", 1.5 * 0.5), ("distributed", 1.5 * 0.5 / 2.0)])
-def test_clients_clip_their_update_and_add_their_noise(mode: str, std: float) -> None:
+def test_local_dp_clients_clip_their_update_and_add_their_noise() -> None:
     start = [np.ones(40_000)]
     trained = [np.ones(40_000) * 3.0]  # update norm 400: clipped to 0.5
-    meta = {"dp": mode, "clipping_norm": 0.5, "noise_multiplier": 1.5, "clients_per_round": 4}
+    meta = {"dp": "local", "clipping_norm": 0.5, "noise_multiplier": 1.5, "clients_per_round": 4}
     sent = privatize_update(start, trained, meta, np.random.default_rng(1))[0]
     noise = sent - 1.0 - 0.5 / 200.0
-    assert noise.std() == pytest.approx(std, rel=0.03)
+    assert noise.std() == pytest.approx(1.5 * 0.5, rel=0.03)
     assert abs(noise.mean()) < 0.01
+
+
+def test_distributed_dp_clients_add_discrete_gaussian_noise_in_whole_secagg_steps() -> None:
+    start = [np.ones(10_000)]
+    trained = [np.ones(10_000) * 3.0]  # update norm 200: clipped to 0.5
+    meta = {
+        "dp": "distributed",
+        "clipping_norm": 0.5,
+        "noise_multiplier": 1.5,
+        "clients_per_round": 4,
+        "secagg_clipping_range": 8.0,
+        "secagg_quantization_range": 2**22,
+    }
+    sent = privatize_update(start, trained, meta, np.random.default_rng(1))[0]
+    step = 16.0 / 2**22
+    steps = (sent - 1.0 - 0.5 / 100.0) / step
+    assert np.abs(steps - np.round(steps)).max() < 1e-3  # integers on the SecAgg+ grid
+    # the 4 clients' shares sum to multiplier 1.5 on the integer sensitivity C / step + sqrt(d)
+    expected = 1.5 * (0.5 / step + 100.0) / 2.0
+    assert steps.std() == pytest.approx(expected, rel=0.03) and abs(steps.mean()) < 0.05 * expected
 
 
 def _toy_client() -> tuple[list[np.ndarray], dict, dict]:
@@ -214,7 +233,11 @@ def test_a_distributed_round_with_fewer_replies_is_accounted_with_less_noise() -
             "num_shares must be odd",
         ),
         (
-            {"federated.privacy": {"secure_aggregation": {"enabled": True, "num_shares": 11}}},
+            {
+                "federated.privacy": {
+                    "secure_aggregation": {"enabled": True, "num_shares": 11, "reconstruction_threshold": 6}
+                }
+            },
             "num_shares: 11 exceeds the 10 clients sampled per round",
         ),
         ({"federated.privacy": {"dp": "local", "noise_multiplier": 0}}, "noise_multiplier"),
@@ -254,9 +277,13 @@ def test_secagg_plus_aggregates_what_plain_fedavg_does_and_survives_a_dropout(tm
     assert secure.code == 0, secure.err
     runs = [Path(plain.last_line), Path(secure.last_line)]
     histories = [json.loads((r / "history.json").read_text())["rounds"] for r in runs]
-    for rounds in histories:
-        assert [r["train_clients"] for r in rounds[1:]] == [[0, 1, 2, 3, 4], [0, 1, 2, 4], [0, 1, 2, 3, 4]]
-        assert rounds[-1]["federated_evaluation"]["accuracy"] > 0.55
+    plain_rounds, secure_rounds = histories
+    assert [r["train_clients"] for r in plain_rounds[1:]] == [[0, 1, 2, 3, 4], [0, 1, 2, 4], [0, 1, 2, 3, 4]]
+    assert plain_rounds[-1]["federated_evaluation"]["accuracy"] > 0.55
+    # Under SecAgg+ the server learns how many masked models were summed, not whose, nor their metrics.
+    assert [r["train_replies"] for r in secure_rounds[1:]] == [5, 4, 5]
+    assert [r["failed_train"] for r in secure_rounds[1:]] == [0, 1, 0]
+    assert all(r["train_clients"] == [] and r["federated_evaluation"] == {} for r in secure_rounds)
     # SecAgg+ quantizes to 2^22 levels over +-8: the same global model up to that rounding (~1e-6
     # here; weighting the clients equally instead of by rows moves the probabilities by ~7e-3).
     p_plain, p_secure = (pq.read_table(r / "predictions.parquet").column("proba_1").to_numpy() for r in runs)
@@ -338,3 +365,40 @@ def test_dpsgd_clients_under_secagg_still_learn(tmp_path: Path, cli) -> None:
     assert out["sampling"]["batch_rate_max"] == pytest.approx(32 / smallest)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["auc"] > 0.65  # higgs: the plain model reaches ~0.68 in 3 rounds
+
+
+def test_discrete_noise_lands_on_the_secagg_integers_exactly() -> None:
+    from flwr.common.secure_aggregation.quantization import quantize
+
+    from federated.dgauss import discrete_gaussian_array
+    from federated.privacy import discrete_sigma2, secagg_step
+
+    meta = {
+        "clipping_norm": 0.5,
+        "noise_multiplier": 2.0,
+        "clients_per_round": 10,
+        "secagg_clipping_range": 8.0,
+        "secagg_quantization_range": 2**22,
+    }
+    step = secagg_step(meta)
+    model = np.random.default_rng(3).normal(0.0, 0.3, size=500)
+    k = discrete_gaussian_array(discrete_sigma2(meta, 500), (500,))
+    np.random.seed(7)  # SecAgg+'s stochastic rounding draws from NumPy's global generator
+    plain = quantize([model], 8.0, 2**22)[0]
+    np.random.seed(7)
+    noised = quantize([model + k.astype(np.float64) * step], 8.0, 2**22)[0]
+    assert np.array_equal(noised.astype(np.int64) - plain.astype(np.int64), k)
+
+
+def test_the_discrete_gaussian_sampler_is_exact_in_law_and_uses_the_os_csprng() -> None:
+    import secrets
+    from fractions import Fraction
+
+    from federated import dgauss
+
+    assert isinstance(dgauss._RNG, secrets.SystemRandom)
+    x = dgauss.discrete_gaussian_array(Fraction(9, 4), (6000,))
+    assert x.dtype == np.int64 and abs(x.mean()) < 0.08
+    # N_Z(0, 9/4): P(0) = 1 / sum_k exp(-k^2 / 4.5); its variance is 2.25 to 4 decimals
+    p0 = 1.0 / sum(math.exp(-(k**2) / 4.5) for k in range(-40, 41))
+    assert np.mean(x == 0) == pytest.approx(p0, abs=0.02) and x.var() == pytest.approx(2.25, rel=0.08)
