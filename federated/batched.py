@@ -324,14 +324,16 @@ def sample(rng: np.random.Generator, n: int, fraction: float, minimum: int) -> n
     return np.arange(n) if size == n else np.sort(rng.choice(n, size=size, replace=False))
 
 
-def message_bytes(params: list[np.ndarray], partitions_dir: str) -> dict[str, int]:
+def message_bytes(params: list[np.ndarray], partitions_dir: str, fed: FederatedSpec) -> dict[str, int]:
     """Return the bytes of each message Flower would send and receive per client (records' count_bytes)."""
     from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
 
     arrays = ArrayRecord(params).count_bytes()
     config = ConfigRecord({"partitions-dir": partitions_dir, "server-round": 1}).count_bytes()
+    # FedProx adds its mu to the train config.
+    train = config + (ConfigRecord({"proximal-mu": fed.proximal_mu}).count_bytes() if fed.strategy == "fedprox" else 0)
     return {
-        "train_sent": arrays + config,
+        "train_sent": arrays + train,
         "train_received": arrays + MetricRecord({"num-examples": 1, "train-loss": 0.0, "client": 1}).count_bytes(),
         "evaluate_sent": arrays + config,
         "evaluate_received": MetricRecord({"num-examples": 1, "loss": 0.0, "accuracy": 0.0, "client": 1}).count_bytes(),
@@ -350,7 +352,7 @@ def run_batched_rounds(job: FederatedJob) -> tuple[Any, History]:
     rng = np.random.default_rng(job.spec.seed)
     history = History()
     params = job.net.init(job.spec.seed)
-    sizes = message_bytes(params, str(job.partitions_dir))
+    sizes = message_bytes(params, str(job.partitions_dir), fed)
     history.at(0).centralized_evaluation = job.centralized_metrics(ArrayRecord(params))
     history.at(0).duration_s = time.perf_counter() - history.at(0).started
     for server_round in range(1, rounds + 1):
