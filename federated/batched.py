@@ -365,7 +365,6 @@ def run_batched_rounds(job: FederatedJob) -> tuple[Any, History]:
             params, train_loss = train_round(job, train, params, ok, server_round)
             rec.train_metrics = {"train-loss": train_loss}
         rec.train_clients, rec.failed_train = ok.tolist(), len(chosen) - len(ok)
-        rec.train_replies = len(ok)  # the Flower path records the replies it aggregated (privacy accounting)
         rec.bytes_received += len(ok) * sizes["train_received"]
         if fed.fraction_evaluate > 0:
             chosen = sample(rng, fed.clients, fed.fraction_evaluate, min(fed.min_evaluate_clients, fed.clients))
