@@ -54,6 +54,7 @@ def write_outputs(job: FederatedJob, arrays: Any, history: History, tmp: Path, p
         last = rounds[-1] if rounds else {}
         federated: dict[str, Any] = {
             "strategy": fed.strategy,
+            "execution": fed.execution,
             "clients": fed.clients,
             "rounds": len([r for r in rounds if r["round"] > 0]),
             "rounds_requested": fed.rounds,
@@ -99,7 +100,7 @@ def write_outputs(job: FederatedJob, arrays: Any, history: History, tmp: Path, p
             "calibration": spec.model.calibration,
             "params": ctx.params,
             "dropped_columns": list(ctx.preprocessor.dropped),
-            "engine_info": {"engine": "federated", "flower": _flwr_version(), "simulation": "in-process Ray"},
+            "engine_info": {"engine": "federated", "flower": _flwr_version(), "simulation": _simulation(fed.execution)},
             "federated": federated,
             "created": utc_now(),
         }
@@ -129,6 +130,11 @@ def privacy_record(job: FederatedJob, rounds: list[dict[str, Any]]) -> dict[str,
     trained = [r for r in rounds if r["round"] > 0]
     replies = [0 if r["failed"] else r["train_replies"] for r in trained] if plan.dp == "distributed" else None
     return plan.to_json(len(trained), replies)
+
+
+def _simulation(execution: str) -> str:
+    """Return how the clients ran, in words (federated.execution)."""
+    return "batched NumPy clients in one process" if execution == "batched" else "in-process Ray"
 
 
 def _gap(fed: float | None, central: float | None) -> float | None:

@@ -99,8 +99,18 @@ class FederatedJob:
         return self._test_xy
 
 
-def prepare_job(spec: JobSpec, progress: Progress, workdir: Path) -> FederatedJob:
-    """Return the job: data partitioned, preprocessing fitted from client profiles, client files written."""
+def prepare_job(
+    spec: JobSpec,
+    progress: Progress,
+    workdir: Path,
+    partition: Callable[..., Federation] = federate_data,
+    client_files: bool = True,
+) -> FederatedJob:
+    """Return the job: data partitioned, preprocessing fitted from client profiles, client files written.
+
+    ``partition`` and ``client_files`` let batched execution (federated/batched.py) partition in
+    one pass and keep the clients' rows in memory instead of one file per ClientApp.
+    """
     fed = spec.federated
     if fed is None:
         raise ConfigError("config error: federated: the spec has no federated section (see conf/federated_*.yaml)")
@@ -120,7 +130,7 @@ def prepare_job(spec: JobSpec, progress: Progress, workdir: Path) -> FederatedJo
     params = info.resolve_params(spec.model.params)
     plan = make_plan(spec.data, spec.seed)
     table = LocalEngine(spec.engine, spec.seed).load(plan).table
-    federation = federate_data(table, plan, fed, spec.seed)
+    federation = partition(table, plan, fed, spec.seed)
     task = federation.task
     if info.name == "xgboost" and task.n_classes > 2:
         raise ConfigError(
@@ -146,7 +156,8 @@ def prepare_job(spec: JobSpec, progress: Progress, workdir: Path) -> FederatedJo
     if net is not None:
         privacy.dimension = int(sum(a.size for a in net.init(spec.seed)))
     ctx = FitContext(task, federation.preprocessor, info, params, weights, None, spec.seed)
-    write_client_files(federation, workdir, weights)
+    if client_files:
+        write_client_files(federation, workdir, weights)
     meta = {
         "model": info.name,
         "params": params,
@@ -188,6 +199,10 @@ RunRounds = Callable[[FederatedJob], tuple[Any, Any]]
 
 def federate(spec: JobSpec, progress: Progress | None = None) -> Path:
     """Run a federated job in an in-process Flower simulation; return the completed run directory."""
+    if spec.federated is not None and spec.federated.execution == "batched":
+        from federated.batched import federate_batched
+
+        return federate_batched(spec, progress or Progress(quiet=True))
     from flwr.serverapp import Grid, ServerApp
     from flwr.simulation import run_simulation
 
@@ -231,8 +246,10 @@ def run_job(spec_path: str, overrides: list[str], rounds: RunRounds) -> Path:
     return execute(spec, Progress(quiet=False), rounds)
 
 
-def execute(spec: JobSpec, progress: Progress, rounds: RunRounds) -> Path:
-    """Prepare the job, run its rounds with ``rounds`` and write the run directory."""
+def execute(
+    spec: JobSpec, progress: Progress, rounds: RunRounds, prepare: Callable[..., FederatedJob] = prepare_job
+) -> Path:
+    """Prepare the job with ``prepare``, run its rounds with ``rounds`` and write the run directory."""
     import logging
 
     logging.getLogger("flwr").setLevel(logging.WARNING)
@@ -244,7 +261,7 @@ def execute(spec: JobSpec, progress: Progress, rounds: RunRounds) -> Path:
     try:
         with RunDirectory(parent, name) as tmp, run_logs(tmp, progress):
             with progress.stage("load_s", f"partitioned {spec.data.source}"):
-                job = prepare_job(spec, progress, workdir)
+                job = prepare(spec, progress, workdir)
                 job.started = started
             fed = job.fed
             with progress.stage("fit_s", f"ran {job.privacy.rounds} rounds of {fed.strategy} on {fed.clients} clients"):

@@ -287,6 +287,11 @@ class FederatedSpec(_Section):
     strategy: Literal[
         "fedavg", "fedprox", "fedadam", "fedavgm", "fedtrimmedavg", "krum", "fedxgb_bagging", "fedxgb_cyclic"
     ] = "fedavg"
+    execution: Literal["flower", "batched"] = Field(
+        "flower",
+        description="flower: every client a ClientApp in Flower's simulation; batched: the clients of a round"
+        " trained together in NumPy in this process (same model; fedavg/fedprox on networks, no privacy)",
+    )
     fraction_train: float = Field(1.0, gt=0, le=1, description="share of clients sampled for training each round")
     fraction_evaluate: float = Field(1.0, ge=0, le=1, description="share of clients sampled for federated evaluation")
     min_train_clients: int = Field(2, ge=1)
