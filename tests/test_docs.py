@@ -66,7 +66,9 @@ def _entry_point(argv: list[str]) -> tuple[click.Command, list[str]]:
         module = argv[2] if argv[1] == "-m" else "jobs." + Path(argv[1]).stem
         return importlib.import_module(module).command(), argv[3:] if argv[1] == "-m" else argv[2:]
     if argv[0] == "infra/spark/submit.sh":  # spark-submit jobs/spark_train.py ARGS
-        args = argv[3:] if argv[1:2] == ["--master"] else argv[1:]
+        args = argv[1:]  # spark-submit's options (each with its value) come before CONFIG
+        while args and args[0].startswith("--"):
+            args = args[1:] if args[0] in ("--verbose", "--supervise") or "=" in args[0] else args[2:]
         return importlib.import_module("jobs.spark_train").command(), args
     return _root(), argv[1:]
 
