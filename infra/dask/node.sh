@@ -19,7 +19,11 @@ usage() { echo "usage: node.sh scheduler --host ADDR [--port N] [--tls CERTDIR N
 role="${1:-}"; shift || true
 scheduler=""
 if [[ "$role" == worker ]]; then scheduler="${1:-}"; shift || true; [[ -n "$scheduler" ]] || usage; fi
-[[ "$role" == scheduler || "$role" == worker ]] || usage
+case "$role" in
+  scheduler) ;;
+  worker) ;;
+  *) usage ;;
+esac
 host="" port=8786 certs="" name="" nworkers=1 nthreads=1 memory=auto
 while [[ $# -gt 0 ]]; do
   case "$1" in

@@ -15,7 +15,11 @@ usage() { echo "usage: node.sh master --host ADDR [--port N] [--webui-port N] | 
 role="${1:-}"; shift || true
 master_url=""
 if [[ "$role" == worker ]]; then master_url="${1:-}"; shift || true; [[ -n "$master_url" ]] || usage; fi
-[[ "$role" == master || "$role" == worker ]] || usage
+case "$role" in
+  master) ;;
+  worker) ;;
+  *) usage ;;
+esac
 host="" port=7077 webui=8080 cores="$(nproc)" memory=2g
 while [[ $# -gt 0 ]]; do
   case "$1" in

@@ -263,7 +263,7 @@ def test_worker_host_killed_mid_xgboost_retries_once_on_the_survivor(dask_hosts:
     args = ["--set", f"engine.address={SCHEDULER}", *dask_hosts.tls_options(), "--out", str(tmp_path)]
     bound = 20
     killed: dict = {}
-    watcher = kill_when_running(dask_hosts, "dispatched_train", "h3", killed)
+    watcher = kill_when_running(dask_hosts, "do_train", "h3", killed)  # xgboost.dask's task per worker
     try:
         started = time.monotonic()
         code, lines, run_dir = train(
