@@ -217,19 +217,28 @@ def test_a_client_without_the_certificate_is_refused(dask_hosts: DaskHosts, tmp_
     assert lines[0].startswith(f"error: engine.address: cannot reach the Dask scheduler at {SCHEDULER} within 5s")
 
 
-def kill_when_running(dask_hosts: DaskHosts, task_prefix: str, host: str, killed: dict) -> threading.Thread:
+def kill_when_running(
+    dask_hosts: DaskHosts, task_prefix: str, host: str, killed: dict, after: float = 0.0
+) -> threading.Thread:
     """Kill ``host`` as soon as a task named ``task_prefix*`` runs on the cluster (the fit is under way)."""
 
+    def running(dask_scheduler) -> list[str]:  # runs in the scheduler
+        return [str(ts.key) for ts in dask_scheduler.tasks.values() if ts.state == "processing"]
+
     def watch() -> None:
+        deadline = time.monotonic() + 300
         with dask_hosts.client() as c:
-            deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
-                running = c.processing()
-                if any(str(k).startswith(task_prefix) for keys in running.values() for k in keys):
+                try:
+                    keys = c.run_on_scheduler(running)
+                except Exception:  # a busy scheduler: ask again
+                    keys = []
+                if any(k.startswith(task_prefix) or f"'{task_prefix}" in k for k in keys):
+                    time.sleep(after)
                     dask_hosts.hosts.kill(host)
                     killed["at"] = time.monotonic()
                     return
-                time.sleep(0.01)
+                time.sleep(0.02)
 
     t = threading.Thread(target=watch, daemon=True)
     t.start()
@@ -263,7 +272,8 @@ def test_worker_host_killed_mid_xgboost_retries_once_on_the_survivor(dask_hosts:
     args = ["--set", f"engine.address={SCHEDULER}", *dask_hosts.tls_options(), "--out", str(tmp_path)]
     bound = 20
     killed: dict = {}
-    watcher = kill_when_running(dask_hosts, "do_train", "h3", killed)  # xgboost.dask's task per worker
+    # xgboost.dask's per-worker training task (map_worker_partitions) is named after its wrapper "fn".
+    watcher = kill_when_running(dask_hosts, "fn-", "h3", killed, after=2.0)
     try:
         started = time.monotonic()
         code, lines, run_dir = train(
