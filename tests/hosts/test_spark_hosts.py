@@ -89,11 +89,15 @@ def spark_hosts(hosts: Hosts, tmp_path_factory: pytest.TempPathFactory) -> Itera
             hosts.kill(host)
 
 
+UNDISTURBED: dict[str, dict] = {}
+
+
 def test_spark_across_hosts_with_authentication_matches_local(spark_hosts: SparkHosts, tmp_path: Path) -> None:
     done = spark_hosts.submit("conf/dask_higgs.yaml", "--set", "model.name=logistic_regression", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     run = Path(done.stdout.strip().splitlines()[-1])
     got = json.loads((run / "metrics.json").read_text())
+    UNDISTURBED["logistic_regression"] = got
     assert got["engine"] == "spark" and got["engine_info"]["master"] == MASTER
     assert got["rows"]["total"] == 200000
     argv = [f"{BIN}/python", "-m", "jobs.cli", "train", "conf/dask_higgs.yaml", "--engine", "local", "--set"]
@@ -129,3 +133,49 @@ def test_a_driver_without_the_secret_is_refused(spark_hosts: SparkHosts, tmp_pat
     assert done.stdout.strip() == ""
     assert time.monotonic() - started < 240
     assert not list(tmp_path.glob("*/metrics.json"))
+
+
+def test_worker_host_killed_mid_fit_spark_reruns_the_lost_tasks(spark_hosts: SparkHosts, tmp_path: Path) -> None:
+    if "logistic_regression" not in UNDISTURBED:
+        pytest.skip("needs the undisturbed run of test_spark_across_hosts_with_authentication_matches_local")
+    hosts = spark_hosts.hosts
+    env = [*spark_hosts.env(), f"SPARK_LOCAL_IP={hosts.addr('h4')}"]
+    zipped = REPO / "dist/spark/scaleclf.zip"
+    flags = ["--master", MASTER, "--executor-memory", "1g", "--total-executor-cores", "2", "--py-files", str(zipped)]
+    argv = [
+        str(REPO / "infra/spark/submit.sh"),
+        *flags,
+        "conf/dask_higgs.yaml",
+        "--set",
+        "model.name=logistic_regression",
+    ]
+    proc = subprocess.Popen(
+        hosts.cmd("h4", "env", *env, *argv, "--out", str(tmp_path)),
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        killed = False
+        progress = []
+        for line in proc.stderr:  # progress lines: the rows are loaded and cached, the fit starts
+            progress.append(line)
+            if "loaded and profiled" in line and not killed:
+                hosts.kill("h3")
+                killed = True
+        out = proc.stdout.read()
+        assert proc.wait(timeout=900) == 0, "".join(progress)[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        spark_hosts.start_worker("h3")
+    assert killed
+    run = Path(out.strip().splitlines()[-1])
+    got, want = json.loads((run / "metrics.json").read_text()), UNDISTURBED["logistic_regression"]
+    assert got["test"]["auc"] == pytest.approx(want["test"]["auc"], abs=1e-6)
+    assert got["test"]["log_loss"] == pytest.approx(want["test"]["log_loss"], abs=1e-6)
+    # The driver saw the executor on h3 go and ran its tasks elsewhere.
+    log = (run / "logs" / "spark-driver.log").read_text()
+    assert "10.77.0.13" in log and ("Lost executor" in log or "ExecutorLost" in log or "removed" in log.lower())
