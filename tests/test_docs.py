@@ -66,7 +66,9 @@ def _entry_point(argv: list[str]) -> tuple[click.Command, list[str]]:
         module = argv[2] if argv[1] == "-m" else "jobs." + Path(argv[1]).stem
         return importlib.import_module(module).command(), argv[3:] if argv[1] == "-m" else argv[2:]
     if argv[0] == "infra/spark/submit.sh":  # spark-submit jobs/spark_train.py ARGS
-        args = argv[3:] if argv[1:2] == ["--master"] else argv[1:]
+        args = argv[1:]  # spark-submit's options (each with its value) come before CONFIG
+        while args and args[0].startswith("--"):
+            args = args[1:] if args[0] in ("--verbose", "--supervise") or "=" in args[0] else args[2:]
         return importlib.import_module("jobs.spark_train").command(), args
     return _root(), argv[1:]
 
@@ -98,7 +100,8 @@ def test_every_command_shown_in_the_docs_is_valid(where: str, line: str) -> None
         script = REPO / argv[0]
         assert script.is_file() and os.access(script, os.X_OK), f"{where}: {argv[0]} is not an executable script"
         for word in argv[1:2]:  # a subcommand such as start / stop must be one the script handles
-            if not word.startswith("-") and "/" not in word and "." not in word:
+            # (a count or a simulated host such as 4 or h1 is an argument, not a subcommand)
+            if not word.startswith("-") and "/" not in word and "." not in word and not re.fullmatch(r"h?\d+", word):
                 assert re.search(rf"\b{word}\)", script.read_text()), f"{where}: {argv[0]} has no {word!r}"
         return
     command, args = _entry_point(argv)

@@ -1,11 +1,12 @@
 # Shared settings of the loopback Spark cluster scripts (sourced, not run).
-# Everything binds to 127.0.0.1; logs, pids and work dirs live under SCALECLF_SPARK_DIR.
+# Everything binds to 127.0.0.1 (SPARK_LOCAL_IP); logs, pids and work dirs live under SCALECLF_SPARK_DIR.
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 PYTHON="${PYTHON:-$repo/.venv/bin/python}"
 SPARK_HOME="${SPARK_HOME:-$("$PYTHON" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')}"
 export SPARK_HOME
-export SPARK_LOCAL_IP=127.0.0.1 SPARK_MASTER_HOST=127.0.0.1
+# Loopback unless the caller names the machine's address (a cluster across machines).
+export SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}" SPARK_MASTER_HOST="${SPARK_MASTER_HOST:-127.0.0.1}"
 export SPARK_CONF_DIR="${SPARK_CONF_DIR:-$repo/conf}"
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$PYTHON}"
 SCALECLF_SPARK_DIR="${SCALECLF_SPARK_DIR:-${TMPDIR:-/tmp}/scaleclf-spark}"

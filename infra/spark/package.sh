@@ -15,8 +15,11 @@ import sys, zipfile
 from pathlib import Path
 with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as zf:
     for pkg in ("pipelines", "jobs"):
-        for path in sorted(Path(pkg).rglob("*.py")):
-            zf.write(path)
+        # Code and package data (the report's templates): a driver or executor that imports
+        # scaleclf from this zip alone must find both.
+        for path in sorted(Path(pkg).rglob("*")):
+            if path.suffix in (".py", ".j2", ".css"):
+                zf.write(path)
 PY
 )
 echo "wrote $out/scaleclf.zip (--py-files)" >&2

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# spark-submit jobs/spark_train.py in client mode with conf/spark-defaults.conf.
-# Usage: infra/spark/submit.sh [--master URL] CONFIG [CONFIG...] [scaleclf train options]
-# The master defaults to $SPARK_MASTER, else local[*]. With SCALECLF_SHIP=1 the archives of
-# `make spark-package` (dist/spark/) are shipped to the executors (--py-files, --archives),
-# for clusters whose machines lack this checkout and its .venv.
+# spark-submit jobs/spark_train.py.
+# Usage: infra/spark/submit.sh [SPARK-SUBMIT OPTIONS] CONFIG [CONFIG...] [scaleclf train options]
+#   infra/spark/submit.sh --master spark://10.77.0.11:7077 --conf spark.executor.memory=2g \
+#     --executor-memory 2g --deploy-mode client conf/higgs_logreg.yaml
+# Every option before CONFIG goes to spark-submit unchanged, after the script's own defaults, so
+# yours win (spark-submit keeps the last --conf of a key). The master defaults to $SPARK_MASTER,
+# else local[*]. Properties come from $SPARK_CONF_DIR/spark-defaults.conf: the cluster's own
+# when SPARK_CONF_DIR is set, else conf/ (loopback defaults). With SCALECLF_SHIP=1 the archives
+# of `make spark-package` (dist/spark/) are shipped to the executors (--py-files, --archives),
+# for clusters whose machines lack this checkout and its .venv. SCALECLF_DRY_RUN=1 prints the
+# spark-submit command line (one word per line) instead of running it.
 #
 # As with `scaleclf train`, progress goes to stderr and the run directories to stdout:
 # spark-submit merges the Python driver's stdout and stderr, so the driver writes its result
@@ -13,7 +19,19 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 master="${SPARK_MASTER:-local[*]}"
-if [[ "${1:-}" == "--master" ]]; then master=$2; shift 2; fi
+# spark-submit's options before CONFIG: every --option takes a value except these flags.
+passed=()
+while [[ $# -gt 0 && "$1" == -* ]]; do
+  case "$1" in
+    --verbose | -v | --supervise) passed+=("$1"); shift ;;
+    --help | -h | --version) exec "$SPARK_HOME/bin/spark-submit" "$1" ;;
+    --*=*) passed+=("$1"); shift ;;
+    --master) master="$2"; shift 2 ;;
+    *) [[ $# -ge 2 ]] || { echo "error: spark-submit option $1 needs a value" >&2; exit 2; }
+       passed+=("$1" "$2"); shift 2 ;;
+  esac
+done
+[[ $# -ge 1 ]] || { echo "usage: submit.sh [SPARK-SUBMIT OPTIONS] CONFIG [CONFIG...] [scaleclf train options]" >&2; exit 2; }
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PYTHON}"
 extra=()
 if [[ "${SCALECLF_SHIP:-0}" == 1 ]]; then
@@ -31,14 +49,19 @@ export SCALECLF_RESULT_FILE="$result"
 export SCALECLF_SPARK_LOG="${SCALECLF_SPARK_LOG:-$SCALECLF_SPARK_DIR/driver-$$.log}"
 trap 'rm -f "$result"' EXIT
 cd "$repo"
+java_options="-Dlog4j2.configurationFile=file:$repo/conf/log4j2.properties -Dscaleclf.spark.log=$SCALECLF_SPARK_LOG -Dscaleclf.console.level=$console"
+cmd=("$SPARK_HOME/bin/spark-submit" --master "$master" --conf "spark.local.dir=${SCALECLF_SPARK_DIR}/local"
+  --driver-java-options "$java_options" ${extra[@]+"${extra[@]}"} ${passed[@]+"${passed[@]}"}
+  "$repo/jobs/spark_train.py" "$@")
+if [[ "${SCALECLF_DRY_RUN:-0}" == 1 ]]; then
+  printf '%s\n' "${cmd[@]}"
+  exit 0
+fi
 status=0
 # Two lines reach the JVM's stderr without log4j: the incubator module Spark loads, and netlib's
 # attempt to load a native BLAS (MLlib falls back to Java). They go to the driver log with the rest.
 jvm_notes='^WARNING: Using incubator modules|^netlib-blas: '
-"$SPARK_HOME/bin/spark-submit" --master "$master" --deploy-mode client \
-  --properties-file "$repo/conf/spark-defaults.conf" --conf "spark.local.dir=${SCALECLF_SPARK_DIR}/local" \
-  --driver-java-options "-Dlog4j2.configurationFile=file:$repo/conf/log4j2.properties -Dscaleclf.spark.log=$SCALECLF_SPARK_LOG -Dscaleclf.console.level=$console" \
-  ${extra[@]+"${extra[@]}"} "$repo/jobs/spark_train.py" "$@" \
+"${cmd[@]}" \
   2> >(awk -v logfile="$SCALECLF_SPARK_LOG" -v notes="$jvm_notes" \
          '$0 ~ notes { print >> logfile; fflush(logfile); next } { print; fflush() }' >&2) >&2 || status=$?
 wait || true

@@ -50,6 +50,13 @@ THREADS_PER_WORKER = 1
 QUIET_LOGGERS = ("distributed", "distributed.client", "distributed.core", "distributed.comm", "distributed.worker")
 
 
+def dask_tls_configured() -> bool:
+    """Return whether dask's own configuration names a CA file (distributed.comm.tls.ca-file)."""
+    import dask
+
+    return bool(dask.config.get("distributed.comm.tls.ca-file", None))
+
+
 @dataclass
 class DaskData:
     """Futures of the loaded tables (kept on the workers), their rows per split, and feature blocks."""
@@ -97,6 +104,12 @@ class DaskEngine(Engine):
         "partitions": Param(
             None, "int", "blocks to spread the rows over (default: one per worker thread)", low=1, nullable=True
         ),
+        "collective_timeout": Param(
+            300, "int", "seconds an xgboost worker waits for its peers before the fit fails", low=1
+        ),
+        "tls_ca_file": Param(None, "str", "CA certificate (PEM) for a tls:// scheduler", nullable=True),
+        "tls_cert": Param(None, "str", "this client's certificate (PEM) for a tls:// scheduler", nullable=True),
+        "tls_key": Param(None, "str", "this client's private key (PEM) for a tls:// scheduler", nullable=True),
     }
 
     def __init__(self, spec: Any, seed: int = 0) -> None:
@@ -115,13 +128,14 @@ class DaskEngine(Engine):
         from distributed import Client, LocalCluster
 
         dask.config.set({"distributed.comm.timeouts.connect": f"{self.timeout}s", "dataframe.convert-string": True})
+        security = self._security() if self.spec.address else None
         # A lost scheduler is reported as one EngineError line; distributed would also log tracebacks.
         self._log_levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.CRITICAL)
         if self.spec.address:
             try:
-                self.client = Client(self.spec.address, timeout=self.timeout)
+                self.client = Client(self.spec.address, timeout=self.timeout, security=security)
             except (OSError, TimeoutError) as exc:
                 self.on_shutdown()
                 raise EngineError(
@@ -155,6 +169,30 @@ class DaskEngine(Engine):
         )
         self.client = Client(self.cluster)
         self.address = self.cluster.scheduler_address
+
+    def _security(self) -> Any:
+        """Return the TLS settings of engine.options (None: dask's configuration decides)."""
+        from distributed.security import Security
+
+        files = {key: self.options[key] for key in ("tls_ca_file", "tls_cert", "tls_key")}
+        if not any(files.values()):
+            if self.spec.address.startswith("tls://") and not dask_tls_configured():
+                raise EngineError(
+                    f"engine.address: {self.spec.address} needs TLS settings: set engine.options.tls_ca_file,"
+                    " tls_cert and tls_key"
+                )
+            return None
+        for key, path in files.items():
+            if not path:
+                raise EngineError(f"engine.options.{key}: missing (TLS needs tls_ca_file, tls_cert and tls_key)")
+            if not os.access(path, os.R_OK):
+                raise EngineError(f"engine.options.{key}: cannot read {path}")
+        return Security(
+            tls_ca_file=files["tls_ca_file"],
+            tls_client_cert=files["tls_cert"],
+            tls_client_key=files["tls_key"],
+            require_encryption=True,
+        )
 
     def on_shutdown(self) -> None:
         """Close the client and, when this engine started it, the LocalCluster."""
@@ -317,7 +355,13 @@ class DaskEngine(Engine):
                 params, steps, curve = fit_lbfgs(
                     totals, ctx.n_inputs, k, settings, callback=lambda _: self.on_step(next(done, 0))
                 )
-                return NetworkModel(params, settings["loss"], k, settings | {"iterations": steps}, {"train": curve})
+                return NetworkModel(
+                    params,
+                    settings["loss"],
+                    k,
+                    settings | {"iterations": steps},
+                    {"axis": "L-BFGS iteration", "train": curve},
+                )
             return self._fit_xgboost(data, ctx, blocks)
 
     def _fit_xgboost(self, data: DaskData, ctx: FitContext, blocks: list[Any]) -> EngineModel:
@@ -340,22 +384,56 @@ class DaskEngine(Engine):
         weights = ctx.class_weights
         w = y.map_blocks(lambda v: weights[v], dtype=np.float64) if weights is not None else None
         params, rounds = xgboost_params(ctx.model.name, ctx.params, ctx.problem)
-        threads = max(self.threads)
         from distributed.comm import get_address_host
         from xgboost.collective import Config
 
         # The Rabit tracker runs in the scheduler: it listens where the scheduler does (loopback for a
-        # LocalCluster), not on the machine's network address xgboost would pick.
-        tracker = Config(tracker_host_ip=get_address_host(self.client.scheduler.address))
-        matrix = dxgb.DaskQuantileDMatrix(self.client, x, y, weight=w, max_bin=params.get("max_bin", 256))
-        out = dxgb.train(
-            self.client,
-            {**params, "nthread": threads},
-            matrix,
-            num_boost_round=rounds,
-            verbose_eval=False,
-            coll_cfg=tracker,
+        # LocalCluster), not on the machine's network address xgboost would pick. A collective
+        # operation waits at most collective_timeout for its peers: a lost worker fails the fit
+        # within that bound instead of hanging the survivors.
+        tracker = Config(
+            tracker_host_ip=get_address_host(self.client.scheduler.address),
+            timeout=int(self.options["collective_timeout"]),
         )
+
+        def train() -> Any:
+            matrix = dxgb.DaskQuantileDMatrix(self.client, x, y, weight=w, max_bin=params.get("max_bin", 256))
+            return dxgb.train(
+                self.client,
+                {**params, "nthread": max(self.threads)},
+                matrix,
+                num_boost_round=rounds,
+                verbose_eval=False,
+                coll_cfg=tracker,
+            )
+
+        # xgboost.dask cannot survive a lost worker: its peers fail. When workers left during the
+        # fit, fit once more from scratch on the survivors (lost blocks are recomputed from their
+        # source); a second loss, or a failure with every worker still there, is one error line.
+        before = set(self.client.scheduler_info().get("workers", {}))
+        try:
+            out = train()
+        except Exception as exc:
+            if self.client.status != "running":
+                raise
+            alive = set(self.client.scheduler_info().get("workers", {}))
+            lost = sorted(before - alive)
+            if not lost or not alive:
+                raise EngineError(f"engine dask: xgboost training failed ({first_line(exc)})") from None
+            logging.getLogger("scaleclf.engines.dask").warning(
+                "xgboost training lost worker(s) %s; retrying once on the %d surviving worker(s)",
+                ", ".join(lost),
+                len(alive),
+            )
+            try:
+                out = train()
+            except Exception as again:
+                if self.client.status != "running":
+                    raise
+                raise EngineError(
+                    f"engine dask: xgboost training lost worker(s) {', '.join(lost)} and failed again on the"
+                    f" survivors ({first_line(again)})"
+                ) from None
         return BoosterModel.from_booster(out["booster"], ctx.task.n_classes)
 
     def predict(self, model: EngineModel, data: DaskData, ctx: FitContext, split: str) -> Iterator[pa.RecordBatch]:
