@@ -213,6 +213,7 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
     progress = progress or Progress(quiet=True)
     started = time.perf_counter()
     engine = create_engine(spec.engine, spec.seed)
+    engine.plan(spec.model.name, spec.resources.memory_bytes)
     info = get_model(spec.model.name)
     parent = Path(spec.output.dir)
     name = spec.output.run_name or run_name(parent, spec.name, spec.model.name, spec.engine.name)

@@ -99,6 +99,48 @@ class EngineSpec(_Section):
     options: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings")
 
 
+SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20}
+SIZE_UNITS |= {"g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
+
+
+def parse_size(value: int | str) -> int:
+    """Return a byte count from an int or a text such as ``8GiB``, ``500MB`` or ``2g``."""
+    if isinstance(value, int):
+        number, unit = float(value), ""
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", value)
+        if match is None or match.group(2).lower() not in SIZE_UNITS:
+            raise ValueError(f"expected a size such as 8GiB, 500MB or a byte count, got {value!r}")
+        number, unit = float(match.group(1)), match.group(2).lower()
+    if number <= 0:
+        raise ValueError(f"must be positive, got {value!r}")
+    return int(number * SIZE_UNITS[unit])
+
+
+class ResourcesSpec(_Section):
+    """What the job may use of the machine it runs on."""
+
+    memory: int | str | None = Field(
+        None, description="memory the job may use, e.g. '8GiB' (default: 80 % of the memory available at start)"
+    )
+
+    @field_validator("memory")
+    @classmethod
+    def _size(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            parse_size(value)
+        return value
+
+    @property
+    def memory_bytes(self) -> int:
+        """Return ``memory`` in bytes, or 80 % of the memory available now when it is not set."""
+        if self.memory is not None:
+            return parse_size(self.memory)
+        import psutil
+
+        return int(0.8 * psutil.virtual_memory().available)
+
+
 class TuningSpec(_Section):
     """Hyper-parameter search over model.params, scored on the validation split."""
 
@@ -248,6 +290,7 @@ class JobSpec(_Section):
     data: DataSpec
     model: ModelSpec
     engine: EngineSpec = Field(default_factory=EngineSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     tuning: TuningSpec = Field(default_factory=TuningSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)

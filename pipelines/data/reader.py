@@ -10,7 +10,7 @@ and column, whatever the engine. So the same input is accepted or refused alike 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -157,6 +157,26 @@ def conform(table: pa.Table, schema: pa.Schema, where: str, field: str) -> pa.Ta
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def iter_units(
+    plan: DataPlan,
+    units: list[Unit],
+    source: Source | None = None,
+    *,
+    is_test_source: bool = False,
+    split: int | None = None,
+) -> Iterator[pa.Table]:
+    """Yield the rows of each of ``units`` in turn, keyed and split (one unit in memory at a time).
+
+    ``split`` keeps one split's rows (None keeps every row); a unit with none of them yields an empty table.
+    """
+    source = source or plan.source
+    for unit in units:
+        table = plan.attach(read_unit(plan, unit, source), is_test_source=is_test_source)
+        if split is not None:
+            table = table.filter(pc.equal(table.column(SPLIT_COLUMN), pa.scalar(split, pa.int8())))
+        yield table
+
+
 def read_units(
     plan: DataPlan,
     units: list[Unit],
@@ -170,12 +190,7 @@ def read_units(
     ``split`` keeps one split's rows (None keeps every row).
     """
     source = source or plan.source
-    tables = []
-    for unit in units:
-        table = plan.attach(read_unit(plan, unit, source), is_test_source=is_test_source)
-        if split is not None:
-            table = table.filter(pc.equal(table.column(SPLIT_COLUMN), pa.scalar(split, pa.int8())))
-        tables.append(table)
+    tables = list(iter_units(plan, units, source, is_test_source=is_test_source, split=split))
     if not tables:
         return plan.attach(plan.read_schema.empty_table(), is_test_source=is_test_source)
     return pa.concat_tables(tables)
