@@ -133,12 +133,19 @@ class ResourcesSpec(_Section):
 
     @property
     def memory_bytes(self) -> int:
-        """Return ``memory`` in bytes, or 80 % of the memory available now when it is not set."""
+        """Return ``memory`` in bytes; unset: 80 % of the memory available now, or of this process's
+        RLIMIT_DATA when that is lower (a job run under a cap plans for the cap)."""
         if self.memory is not None:
             return parse_size(self.memory)
+        import resource
+
         import psutil
 
-        return int(0.8 * psutil.virtual_memory().available)
+        available = psutil.virtual_memory().available
+        soft, _ = resource.getrlimit(resource.RLIMIT_DATA)
+        if soft != resource.RLIM_INFINITY:
+            available = min(available, soft)
+        return int(0.8 * available)
 
 
 class TuningSpec(_Section):
