@@ -4,8 +4,9 @@ Nothing here holds the whole table. Each pass reads the source one unit at a tim
 shared reader (a Parquet row group, or a CSV file); profiling merges per-unit profiles, the
 Nystroem and report samples keep the best ``n`` candidates seen so far, and prediction streams.
 A fit reads the train split once and writes its preprocessed features (float32, before any
-kernel map) and class indices to a spill directory, one file pair per unit; every later pass of
-the fit (an L-BFGS iteration, an xgboost page) reads those files back one at a time:
+kernel map) and class indices to a spill directory, one file pair per batch of about
+``SPILL_BATCH_ROWS`` rows; every later pass of the fit (an L-BFGS iteration, an xgboost page)
+reads those files back one at a time:
 
 - linear models and kernel SVMs: full-batch L-BFGS (``pipelines.models.network.fit_lbfgs``)
   whose objective and gradient are sums over the spilled batches, the kernel map applied per
@@ -42,6 +43,9 @@ from pipelines.models.native import LINEAR_MODELS, TREE_ENSEMBLES, numpy_setting
 from pipelines.models.network import NetworkModel, fit_lbfgs, loss_and_grad
 
 STREAMED_MODELS = (*LINEAR_MODELS, "naive_bayes", *TREE_ENSEMBLES)
+# Train rows per spilled batch (units are joined up to it): large enough that a pass is a few
+# NumPy calls per batch and xgboost's pages are few, small enough to stay a few tens of MB.
+SPILL_BATCH_ROWS = 262_144
 
 
 @dataclass
@@ -127,15 +131,25 @@ class StreamedData:
             return self.spill
         self.close()
         directory = Path(tempfile.mkdtemp(prefix="scaleclf-spill-", dir=self.spill_root))
-        batches, rows = [], 0
-        for i, table in enumerate(self.tables("train")):
-            if not table.num_rows:
-                continue
-            xs, ys = directory / f"x-{i:06d}.npy", directory / f"y-{i:06d}.npy"
+        batches: list[tuple[Path, Path]] = []
+        pending: list[pa.Table] = []
+
+        def write() -> None:
+            table = pa.concat_tables(pending)
+            xs, ys = directory / f"x-{len(batches):06d}.npy", directory / f"y-{len(batches):06d}.npy"
             np.save(xs, ctx.preprocessor.transform(table, dtype=np.float32), allow_pickle=False)
             np.save(ys, ctx.labels(table), allow_pickle=False)
             batches.append((xs, ys))
+            pending.clear()
+
+        rows = 0
+        for table in self.tables("train"):
+            pending.append(table)
             rows += table.num_rows
+            if sum(t.num_rows for t in pending) >= SPILL_BATCH_ROWS:
+                write()
+        if any(t.num_rows for t in pending):
+            write()
         self.spill = Spill(directory, batches, rows, made_with)
         return self.spill
 
