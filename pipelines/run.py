@@ -210,8 +210,15 @@ def evaluate_splits(spec: JobSpec, ctx: FitContext, valid: Predictions, test: Pr
 
 def train(spec: JobSpec, progress: Progress | None = None) -> Path:
     """Run a training job end to end; return the completed run directory."""
+    from pipelines.cost import AUTO, choose, estimate, plan_rows, record
+
     progress = progress or Progress(quiet=True)
     started = time.perf_counter()
+    estimates = None
+    if spec.engine.name == AUTO:
+        chosen, estimates = choose(spec, *plan_rows(spec))
+        progress.note(f"engine.name auto: {chosen} (estimates: {'; '.join(e.line() for e in estimates)})")
+        spec = spec.model_copy(update={"engine": spec.engine.model_copy(update={"name": chosen})})
     engine = create_engine(spec.engine, spec.seed)
     engine.plan(spec.model.name, spec.resources.memory_bytes)
     info = get_model(spec.model.name)
@@ -231,6 +238,10 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
                 feature_map,
                 spec.seed,
             )
+            rows = sum(prepared.profile.rows.values())
+            columns = len(prepared.plan.numeric) + len(prepared.plan.categorical)
+            expected = estimate(engine.name, info.name, rows, columns, spec.resources.memory_bytes)
+            progress.note(f"estimate: {expected.line()}")
         trials = []
         with progress.stage("fit_s", f"fitted {info.name} on {prepared.profile.rows['train']} rows"):
             if spec.tuning.enabled:
@@ -278,6 +289,8 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
             with progress.stage("report_s", "wrote the report"):
                 write_run_report(tmp, spec, metrics, test.y, p_test, ctx.task, trials, explained)
         metrics["timing"] = _timing(progress, started)
+        by = "auto" if estimates is not None else "spec"
+        metrics["cost"] = record(expected, estimates or [expected], by, time.perf_counter() - started)
         write_json(tmp / "metrics.json", metrics)
     run_dir = parent / name
     if spec.output.mlflow:

@@ -93,7 +93,11 @@ class ModelSpec(_Section):
 class EngineSpec(_Section):
     """Which engine runs the job and how to reach its cluster."""
 
-    name: str = Field("local", json_schema_extra={"enum": list(ENGINE_NAMES)}, description="engine to run on")
+    name: str = Field(
+        "local",
+        json_schema_extra={"enum": [*ENGINE_NAMES, "auto"]},
+        description="engine to run on; auto: the fastest the cost model expects to fit in resources.memory",
+    )
     address: str | None = Field(None, description="Spark master URL, Dask scheduler or Ray address")
     workers: int | None = Field(None, ge=1, description="workers / partitions / Spark cores")
     options: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings")
@@ -309,6 +313,15 @@ class JobSpec(_Section):
         from pipelines.engines import check_engine_options
         from pipelines.models.catalog import check_model_spec
 
+        if self.engine.name == "auto":
+            from pipelines.cost import candidates
+
+            if not candidates(self):
+                raise ConfigError(
+                    f"config error: engine.name: auto: no engine runs {self.model.name} with these"
+                    " model.params and engine.options"
+                )
+            return self
         check_model_spec(self.model, self.engine.name, self.tuning)
         check_engine_options(self.engine.name, self.engine.options)
         return self

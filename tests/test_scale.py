@@ -27,12 +27,14 @@ def higgs_in_units(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "higgs.parquet"
 
 
-def _train(cli, tmp_path: Path, model: str, *settings: str, source: str = "synthetic:higgs") -> tuple[int, str, dict]:
+def _train(
+    cli, tmp_path: Path, model: str, *settings: str, source: str = "synthetic:higgs", quiet: bool = True
+) -> tuple[int, str, dict]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(base_spec(source, model=model, rows=20_000)))
     sets = [a for s in settings for a in ("--set", s)]
-    result = cli("train", spec, "--out", tmp_path / "runs", "--quiet", *sets)
+    result = cli("train", spec, "--out", tmp_path / "runs", *(["--quiet"] if quiet else []), *sets)
     if result.code:
         return result.code, result.err, {}
     return 0, result.err, json.loads((Path(result.last_line) / "metrics.json").read_text())
@@ -133,3 +135,47 @@ def test_peak_memory_does_not_grow_with_rows(model: str, params: dict, margin_mb
     # The cap is real: the in-memory path on the large table does not fit under it.
     in_memory = _capped_run(model, 4_000_000, "never", params)
     assert in_memory.error is not None
+
+
+# --- the cost model and engine.name: auto ---------------------------------------------------------
+
+
+def test_auto_picks_the_engine_the_cost_model_expects_fastest_and_records_estimate_and_actual(
+    tmp_path: Path, cli
+) -> None:
+    code, err, metrics = _train(cli, tmp_path, "logistic_regression", "engine.name=auto", quiet=False)
+    assert code == 0, err
+    assert "engine.name auto: local (estimates: local ~" in err
+    cost = metrics["cost"]
+    assert cost["chosen_by"] == "auto" and cost["engine"] == "local" == metrics["engine"]
+    fastest = min(cost["estimates"], key=lambda e: e["seconds"])
+    assert fastest["engine"] == "local" and {e["engine"] for e in cost["estimates"]} >= {"local", "dask"}
+    assert cost["actual"]["seconds"] > 0 and cost["actual"]["peak_mb"] > 100
+    run_dir = next((tmp_path / "runs").iterdir())
+    assert yaml.safe_load((run_dir / "spec.yaml").read_text())["engine"]["name"] == "local"
+
+
+def test_a_run_on_a_named_engine_prints_and_records_its_estimate(tmp_path: Path, cli) -> None:
+    code, err, metrics = _train(cli, tmp_path, "naive_bayes")
+    assert code == 0, err
+    assert metrics["cost"]["chosen_by"] == "spec" and [e["engine"] for e in metrics["cost"]["estimates"]] == ["local"]
+
+
+def test_the_estimate_streams_the_local_engine_past_half_the_budget_and_auto_refuses_what_fits_nowhere() -> None:
+    from pipelines.cost import choose, estimate
+    from pipelines.errors import ConfigError
+    from pipelines.spec import build_spec
+
+    big = estimate("local", "logistic_regression", 100_000_000, 28, 16 << 30)
+    assert big.layout == "streamed" and big.peak_mb < 1024
+    assert estimate("local", "decision_tree", 100_000_000, 28, 16 << 30).layout == "in_memory"
+    assert (
+        estimate("dask", "logistic_regression", 10_000_000, 56, 16 << 30).seconds
+        > estimate("dask", "logistic_regression", 10_000_000, 28, 16 << 30).seconds
+    )
+    spec = build_spec(
+        {**base_spec("synthetic:higgs", model="decision_tree", rows=1000), "resources": {"memory": "100MB"}}
+        | {"engine": {"name": "auto"}}
+    )
+    with pytest.raises(ConfigError, match=r"engine.name: auto: no engine fits decision_tree on 100000000 rows"):
+        choose(spec, 100_000_000, 28)
