@@ -77,6 +77,38 @@ def test_a_streamed_fit_scores_as_the_in_memory_fit(
     assert list(spill.iterdir()) == [], "the spilled train features outlive the run"
 
 
+def test_a_csv_source_streams_block_by_block_with_the_same_fit_and_the_same_errors(
+    tmp_path: Path, cli, higgs_in_units: Path
+) -> None:
+    import pyarrow.csv as pacsv
+
+    from pipelines.data.reader import csv_blocks, source_units
+    from pipelines.data.schema import make_plan
+    from pipelines.spec import build_spec
+
+    csv = tmp_path / "higgs.csv"
+    pacsv.write_csv(pq.read_table(higgs_in_units), csv)
+    plan = make_plan(build_spec(base_spec(str(csv))).data, 7)
+    assert len(list(csv_blocks(plan, source_units(plan.source)[0], plan.source))) > 2
+    aucs = []
+    for layout in ("never", "always"):
+        code, err, metrics = _train(
+            cli, tmp_path / layout, "logistic_regression", f"engine.options.streaming={layout}", source=str(csv)
+        )
+        assert code == 0, err
+        aucs.append(metrics["test"]["auc"])
+    assert abs(aucs[0] - aucs[1]) <= 1e-6
+    lines = csv.read_text().splitlines()
+    lines[15_000] = "oops," + lines[15_000].split(",", 1)[1]  # a text value deep in a float column, past block one
+    csv.write_text("\n".join(lines) + "\n")
+    errors = [
+        _train(cli, tmp_path / f"bad-{s}", "logistic_regression", f"engine.options.streaming={s}", source=str(csv))
+        for s in ("never", "always")
+    ]
+    assert errors[0][0] == errors[1][0] == 3
+    assert errors[0][1] == errors[1][1] and str(csv) in errors[1][1]
+
+
 def test_auto_streams_once_the_table_passes_half_of_resources_memory(tmp_path: Path, cli) -> None:
     # 20k HIGGS-like rows are estimated at ~308 MB in memory (300 MB of it the libraries).
     code, err, roomy = _train(cli, tmp_path / "a", "logistic_regression", "resources.memory=4GiB")

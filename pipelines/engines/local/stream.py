@@ -1,7 +1,7 @@
 """The local engine in bounded memory: the source read unit by unit, the train features spilled to disk.
 
 Nothing here holds the whole table. Each pass reads the source one unit at a time with the
-shared reader (a Parquet row group, or a CSV file); profiling merges per-unit profiles, the
+shared reader (a Parquet row group, or a CSV file block by block); profiling merges per-unit profiles, the
 Nystroem and report samples keep the best ``n`` candidates seen so far, and prediction streams.
 A fit reads the train split once and writes its preprocessed features (float32, before any
 kernel map) and class indices to a spill directory, one file pair per batch of about
@@ -87,7 +87,7 @@ class StreamedData:
         """Yield the rows of every unit in source order (only those of ``split`` when given)."""
         code = None if split is None else SPLIT_NAMES.index(split)
         for source, units, is_test in self.pieces:
-            yield from iter_units(self.plan, units, source, is_test_source=is_test, split=code)
+            yield from iter_units(self.plan, units, source, is_test_source=is_test, split=code, stream_csv=True)
 
     def profile(self) -> DataProfile:
         """Return the merge of the per-unit profiles."""
