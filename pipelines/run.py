@@ -220,8 +220,8 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
         progress.note(f"engine.name auto: {chosen} (estimates: {'; '.join(e.line() for e in estimates)})")
         spec = spec.model_copy(update={"engine": spec.engine.model_copy(update={"name": chosen})})
     engine = create_engine(spec.engine, spec.seed)
-    engine.plan(spec.model.name, spec.resources.memory_bytes)
     info = get_model(spec.model.name)
+    engine.plan(info.name, info.resolve_params(spec.model.params), spec.resources.memory_bytes)
     parent = Path(spec.output.dir)
     name = spec.output.run_name or run_name(parent, spec.name, spec.model.name, spec.engine.name)
     with RunDirectory(parent, name) as tmp, run_logs(tmp, progress), engine:

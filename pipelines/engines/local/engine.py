@@ -105,12 +105,14 @@ class LocalEngine(Engine):
         super().__init__(spec, seed)
         self.model_name: str | None = None
         self.memory: int | None = None
+        self.kernel_width = 0
         self.estimate: dict[str, Any] = {}
         self._data: LocalData | StreamedData | None = None
 
-    def plan(self, model: str, memory: int) -> None:
+    def plan(self, model: str, params: dict[str, Any], memory: int) -> None:
         """Remember the job's model and memory budget: ``load`` chooses in-memory or streamed from them."""
         self.model_name, self.memory = model, memory
+        self.kernel_width = int(params.get("n_components", 0)) if model in ("rff_svm", "nystroem_svm") else 0
 
     @property
     def n_jobs(self) -> int:
@@ -142,7 +144,7 @@ class LocalEngine(Engine):
         half of ``resources.memory``) and the model can stream; a model that needs every row
         refuses up front when the table would not fit.
         """
-        needed = in_memory_bytes(plan, self.model_name)
+        needed = in_memory_bytes(plan, self.model_name, self.kernel_width)
         self.estimate = {"in_memory_bytes": needed, "budget_bytes": self.memory}
         if should_stream(self.options["streaming"], self.model_name, needed, self.memory):
             self.estimate["layout"] = "streamed"

@@ -6,7 +6,7 @@ Measured on the HIGGS-like task (28 float32 features, 129 Arrow bytes a row with
 logistic regression grows by about 430 bytes a row (4M rows: 2.0 GB peak), xgboost by about
 874 (issue 21), i.e. 3.3 and 6.8 times the Arrow width of a row. The estimate is the Arrow
 width of the plan's columns times that factor, plus the interpreter and libraries; a kernel
-model's feature map (``n_components`` wide) comes on top and is not in it.
+model's train features (``n_components`` wide, float64, twice) come on top.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ TEXT_BYTES = 24  # an Arrow string's offset plus a short category name
 # decision_tree and mlp: between the two, not measured.
 MODEL_FACTOR = {"xgboost": 6.8, "gbt": 6.8, "random_forest": 6.8, "decision_tree": 4.5, "mlp": 4.0}
 DEFAULT_FACTOR = 3.3
+KERNEL_COPIES = 2
+TRAIN_SHARE = 0.7  # the default split's train share: the kernel features exist for train rows only
 STREAM_SHARE = 0.5  # streaming: auto streams when the in-memory estimate passes this share of the budget
 # Models that need every row in memory at once: exact CART, and the MLP's shuffled Adam minibatches.
 NEEDS_ALL_ROWS = {
@@ -56,11 +58,17 @@ def source_rows(plan: DataPlan) -> tuple[int, int]:
     return rows, text
 
 
-def in_memory_bytes(plan: DataPlan, model: str | None) -> int:
-    """Return the estimated peak bytes of the in-memory path for ``model`` on the plan's rows."""
+def in_memory_bytes(plan: DataPlan, model: str | None, kernel_width: int = 0) -> int:
+    """Return the estimated peak bytes of the in-memory path for ``model`` on the plan's rows.
+
+    ``kernel_width`` (a kernel model's ``n_components``) adds the train rows' kernel features:
+    float64, twice (the map's output and the estimator's copy).
+    """
     rows, text = source_rows(plan)
+    width = row_bytes(plan.read_schema)
     factor = MODEL_FACTOR.get(model or "", DEFAULT_FACTOR)
-    return int(BASE_BYTES + factor * (rows * row_bytes(plan.read_schema) + text))
+    kernel = KERNEL_COPIES * TRAIN_SHARE * 8 * kernel_width * (rows + text / width)
+    return int(BASE_BYTES + factor * (rows * width + text) + kernel)
 
 
 def streams(model: str | None) -> bool:
