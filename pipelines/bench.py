@@ -308,6 +308,12 @@ def _plot_scaling(report: dict[str, Any], path: Path) -> None:
         ax.set_ylabel(label)
         ax.legend(fontsize=9)
     cap = report.get("memory_cap")
+    peaks = [r["pipeline_peak_mb"] for r in report["results"]] + ([cap["bytes"] / 2**20] if cap else [])
+    # At least a decade of memory: a flat line must look flat, not fill the panel.
+    axes[1].set_ylim(min(100.0, min(peaks) / 2), max(peaks) * 2)
+    if cap:
+        axes[1].axhline(cap["bytes"] / 2**20, color="grey", linestyle="--", linewidth=1, label="memory cap")
+        axes[1].legend(fontsize=9)
     capped = f", capped at {cap['bytes'] / 2**30:.1f} GiB ({cap['how']})" if cap else ""
     fig.suptitle(f"{report['model']} on {report['dataset']}{capped}", fontsize=11)
     fig.savefig(path, metadata={"Software": None})
