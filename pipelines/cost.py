@@ -68,7 +68,10 @@ def estimate(engine: str, model: str, rows: int, columns: int, memory: int, core
     peak = c["base_mb"] + c["bytes_per_row"] * rows * width / 2**20
     layout = "distributed" if engine != "local" else "in_memory"
     if engine == "local" and streams(model) and peak * 2**20 > STREAM_SHARE * memory:
-        peak, layout = float(c["streamed_mb"]), "streamed"
+        # Streamed, the table is gone; what remains per row is the model's per-row state and the
+        # valid/test predictions the evaluation collects.
+        seconds = c["start_s"] + c["streamed_s_per_mrow"] * rows / 1e6 * width * speed
+        peak, layout = c["streamed_mb"] + c["streamed_bytes_per_row"] * rows / 2**20, "streamed"
     return Estimate(engine, round(seconds, 2), round(peak, 1), layout, calibrated)
 
 

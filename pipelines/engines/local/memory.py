@@ -3,8 +3,8 @@
 The in-memory path holds the whole table as Arrow, then the train split's copy and its float64
 feature matrix (and a model's own copies: xgboost's quantised matrix, scikit-learn's checks).
 Measured on the HIGGS-like task (28 float32 features, 129 Arrow bytes a row with key and split):
-logistic regression grows by about 430 bytes a row (4M rows: 2.0 GB peak), xgboost by about
-874 (issue 21), i.e. 3.3 and 6.8 times the Arrow width of a row. The estimate is the Arrow
+logistic regression grows by about 467 bytes a row (10M rows: 4.8 GB peak), xgboost by about
+513 (10M rows: 5.3 GB), i.e. 3.6 and 4.0 times the Arrow width of a row (bench, 2026-12-03). The estimate is the Arrow
 width of the plan's columns times that factor, plus the interpreter and libraries; a kernel
 model's train features (``n_components`` wide, float64, twice) come on top.
 """
@@ -21,9 +21,9 @@ from pipelines.errors import ConfigError
 BASE_BYTES = 300 * 2**20  # the interpreter, NumPy, pyarrow, scikit-learn and xgboost loaded
 KEY_AND_SPLIT_BYTES = 9
 TEXT_BYTES = 24  # an Arrow string's offset plus a short category name
-# decision_tree and mlp: between the two, not measured.
-MODEL_FACTOR = {"xgboost": 6.8, "gbt": 6.8, "random_forest": 6.8, "decision_tree": 4.5, "mlp": 4.0}
-DEFAULT_FACTOR = 3.3
+# decision_tree and mlp: as the trees, not measured.
+MODEL_FACTOR = {"xgboost": 4.0, "gbt": 4.0, "random_forest": 4.0, "decision_tree": 4.0, "mlp": 4.0}
+DEFAULT_FACTOR = 3.6
 KERNEL_COPIES = 2
 TRAIN_SHARE = 0.7  # the default split's train share: the kernel features exist for train rows only
 STREAM_SHARE = 0.5  # streaming: auto streams when the in-memory estimate passes this share of the budget
