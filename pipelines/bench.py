@@ -53,14 +53,27 @@ def _tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def run_child(cmd: list[str], kind: str, timeout: float, payload: str | None = None) -> Measurement:
+def run_child(
+    cmd: list[str], kind: str, timeout: float, payload: str | None = None, memory_cap: int | None = None
+) -> Measurement:
     """Return the Measurement of one child command that prints a JSON result as its last line.
 
     ``payload`` (the spec or the baseline's arguments, JSON) goes to the child's stdin, not its
     command line, where every user of the machine could read the secrets it may hold (``ps``).
+    ``memory_cap`` (bytes) runs the child under ``pipelines.memory_cap.MemoryCap``.
     """
+    from pipelines.memory_cap import MemoryCap
+
+    cap = MemoryCap(memory_cap) if memory_cap else None
     with tempfile.TemporaryFile("w+") as err:
-        child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+        child = subprocess.Popen(
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            preexec_fn=cap.enter if cap else None,
+        )
         peak = 0
         stop = threading.Event()
 
@@ -84,6 +97,8 @@ def run_child(cmd: list[str], kind: str, timeout: float, payload: str | None = N
         finally:
             stop.set()
             sampler.join()
+            if cap is not None:
+                cap.close()
         err.seek(0)
         tail = err.read().strip().splitlines()[-1:] or [""]
     lines = [line for line in out.strip().splitlines() if line.startswith("{")]
@@ -131,13 +146,16 @@ def bench(
     timeout: float = 3600.0,
     progress: Progress | None = None,
     baselines: list[str] | None = None,
+    memory_cap: int | None = None,
 ) -> dict[str, Any]:
     """Run pipeline and raw children alternately per engine and size; write bench.json and a plot.
 
     ``baselines`` names the engines whose raw baseline runs (default: every engine); the others
     time only the pipeline (the naive Ray Train baseline alone takes ~450 s at 1M rows). Each row
     also gives its pipeline against the single-process baseline (local raw) of the same size,
-    where that ran.
+    where that ran. ``memory_cap`` (bytes) runs every child under that cap
+    (``pipelines.memory_cap``); with several sizes a log-log plot of time and peak memory
+    against rows is written beside the bar chart (``bench_scaling.png``).
     """
     from pipelines.data.sources import resolve_source
 
@@ -169,7 +187,7 @@ def bench(
                             _pipeline_cmd(job) if kind == "pipeline" else _raw_cmd(engine, job, list(source.paths))
                         )
                         with progress.stage("run_s", f"{engine} {kind} repeat {r + 1}/{repeats}"):
-                            m = run_child(cmd, kind, timeout, payload)
+                            m = run_child(cmd, kind, timeout, payload, memory_cap)
                         if m.error:
                             progress.warn(f"{engine} {kind} failed: {m.error}")
                         runs[kind].append(m)
@@ -182,12 +200,16 @@ def bench(
         "repeats": repeats,
         "baselines": sorted(with_raw),
         "machine": {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1)},
+        "memory_cap": None if memory_cap is None else {"bytes": memory_cap, "how": _cap_kind(memory_cap)},
+        "load_average": [round(v, 2) for v in os.getloadavg()],
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "results": results,
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(report, indent=2))
     _plot(report, out / "bench.png")
+    if len({r["rows"] for r in results}) > 1:
+        _plot_scaling(report, out / "bench_scaling.png")
     if all(r["pipeline_s"] is None for r in results):
         raise EngineError(f"every pipeline run failed; see {out / 'bench.json'}")
     return report
@@ -267,6 +289,47 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     fig.savefig(path, metadata={"Software": None})
 
 
+def _cap_kind(limit: int) -> str:
+    from pipelines.memory_cap import MemoryCap
+
+    cap = MemoryCap(limit)
+    try:
+        return cap.kind
+    finally:
+        cap.close()
+
+
+def _plot_scaling(report: dict[str, Any], path: Path) -> None:
+    """Write a log-log plot of median seconds and peak memory against rows, one line per engine."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4.2), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    for engine in dict.fromkeys(r["engine"] for r in report["results"]):
+        rows = sorted((r for r in report["results"] if r["engine"] == engine and r["rows"]), key=lambda r: r["rows"])
+        timed = [r for r in rows if r["pipeline_s"]]
+        axes[0].plot([r["rows"] for r in timed], [r["pipeline_s"] for r in timed], "o-", label=engine)
+        axes[1].plot([r["rows"] for r in rows], [r["pipeline_peak_mb"] for r in rows], "o-", label=engine)
+    for ax, label in zip(axes, ("median seconds", "peak MB (process tree)"), strict=True):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("rows")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=9)
+    cap = report.get("memory_cap")
+    peaks = [r["pipeline_peak_mb"] for r in report["results"]] + ([cap["bytes"] / 2**20] if cap else [])
+    # At least a decade of memory: a flat line must look flat, not fill the panel.
+    axes[1].set_ylim(min(100.0, min(peaks) / 2), max(peaks) * 2)
+    if cap:
+        axes[1].axhline(cap["bytes"] / 2**20, color="grey", linestyle="--", linewidth=1, label="memory cap")
+        axes[1].legend(fontsize=9)
+    capped = f", capped at {cap['bytes'] / 2**30:.1f} GiB ({cap['how']})" if cap else ""
+    fig.suptitle(f"{report['model']} on {report['dataset']}{capped}", fontsize=11)
+    fig.savefig(path, metadata={"Software": None})
+
+
 def _child(spec_json: str) -> None:
     from pipelines.engines import create_engine
     from pipelines.run import train
@@ -284,6 +347,7 @@ def _child(spec_json: str) -> None:
                 "auc": metrics["test"].get("auc"),
                 "timing": metrics["timing"],
                 "rows": metrics["rows"],
+                "layout": metrics.get("engine_info", {}).get("memory", {}).get("layout"),
             }
         )
     )

@@ -231,10 +231,18 @@ def evaluate_splits(spec: JobSpec, ctx: FitContext, valid: Predictions, test: Pr
 
 def train(spec: JobSpec, progress: Progress | None = None) -> Path:
     """Run a training job end to end; return the completed run directory."""
+    from pipelines.cost import AUTO, choose, estimate, plan_rows, record
+
     progress = progress or Progress(quiet=True)
     started = time.perf_counter()
+    estimates = None
+    if spec.engine.name == AUTO:
+        chosen, estimates = choose(spec, *plan_rows(spec))
+        progress.note(f"engine.name auto: {chosen} (estimates: {'; '.join(e.line() for e in estimates)})")
+        spec = spec.model_copy(update={"engine": spec.engine.model_copy(update={"name": chosen})})
     engine = create_engine(spec.engine, spec.seed)
     info = get_model(spec.model.name)
+    engine.plan(info.name, info.resolve_params(spec.model.params), spec.resources.memory_bytes)
     parent = Path(spec.output.dir)
     name = spec.output.run_name or run_name(parent, spec.name, spec.model.name, spec.engine.name)
     directory = RunDirectory(parent, name, generated=spec.output.run_name is None)
@@ -252,6 +260,10 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
                 feature_map,
                 spec.seed,
             )
+            rows = sum(prepared.profile.rows.values())
+            columns = len(prepared.plan.numeric) + len(prepared.plan.categorical)
+            expected = estimate(engine.name, info.name, rows, columns, spec.resources.memory_bytes)
+            progress.note(f"estimate: {expected.line()}")
         trials = []
         with progress.stage("fit_s", f"fitted {info.name} on {prepared.profile.rows['train']} rows"):
             if spec.tuning.enabled:
@@ -299,6 +311,8 @@ def train(spec: JobSpec, progress: Progress | None = None) -> Path:
             with progress.stage("report_s", "wrote the report"):
                 write_run_report(tmp, spec, metrics, test.y, p_test, ctx.task, trials, explained)
         metrics["timing"] = _timing(progress, started)
+        by = "auto" if estimates is not None else "spec"
+        metrics["cost"] = record(expected, estimates or [expected], by, time.perf_counter() - started)
         write_json(tmp / "metrics.json", metrics)
     run_dir = directory.final
     if spec.output.mlflow:

@@ -155,10 +155,63 @@ class ModelSpec(_Section):
 class EngineSpec(_Section):
     """Which engine runs the job and how to reach its cluster."""
 
-    name: str = Field("local", json_schema_extra={"enum": list(ENGINE_NAMES)}, description="engine to run on")
+    name: str = Field(
+        "local",
+        json_schema_extra={"enum": [*ENGINE_NAMES, "auto"]},
+        description="engine to run on; auto: the fastest the cost model expects to fit in resources.memory",
+    )
     address: str | None = Field(None, description="Spark master URL, Dask scheduler or Ray address")
     workers: int | None = Field(None, ge=1, description="workers / partitions / Spark cores")
     options: dict[str, Any] = Field(default_factory=dict, description="engine-specific settings")
+
+
+SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20}
+SIZE_UNITS |= {"g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}
+
+
+def parse_size(value: int | str) -> int:
+    """Return a byte count from an int or a text such as ``8GiB``, ``500MB`` or ``2g``."""
+    if isinstance(value, int):
+        number, unit = float(value), ""
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", value)
+        if match is None or match.group(2).lower() not in SIZE_UNITS:
+            raise ValueError(f"expected a size such as 8GiB, 500MB or a byte count, got {value!r}")
+        number, unit = float(match.group(1)), match.group(2).lower()
+    if number <= 0:
+        raise ValueError(f"must be positive, got {value!r}")
+    return int(number * SIZE_UNITS[unit])
+
+
+class ResourcesSpec(_Section):
+    """What the job may use of the machine it runs on."""
+
+    memory: int | str | None = Field(
+        None, description="memory the job may use, e.g. '8GiB' (default: 80 % of the memory available at start)"
+    )
+
+    @field_validator("memory")
+    @classmethod
+    def _size(cls, value: int | str | None) -> int | str | None:
+        if value is not None:
+            parse_size(value)
+        return value
+
+    @property
+    def memory_bytes(self) -> int:
+        """Return ``memory`` in bytes; unset: 80 % of the memory available now, or of this process's
+        RLIMIT_DATA when that is lower (a job run under a cap plans for the cap)."""
+        if self.memory is not None:
+            return parse_size(self.memory)
+        import resource
+
+        import psutil
+
+        available = psutil.virtual_memory().available
+        soft, _ = resource.getrlimit(resource.RLIMIT_DATA)
+        if soft != resource.RLIM_INFINITY:
+            available = min(available, soft)
+        return int(0.8 * available)
 
 
 class TuningSpec(_Section):
@@ -337,6 +390,7 @@ class JobSpec(_Section):
     data: DataSpec
     model: ModelSpec
     engine: EngineSpec = Field(default_factory=EngineSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     tuning: TuningSpec = Field(default_factory=TuningSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
@@ -348,6 +402,15 @@ class JobSpec(_Section):
         from pipelines.engines import check_engine_options
         from pipelines.models.catalog import check_model_spec
 
+        if self.engine.name == "auto":
+            from pipelines.cost import candidates
+
+            if not candidates(self):
+                raise ConfigError(
+                    f"config error: engine.name: auto: no engine runs {self.model.name} with these"
+                    " model.params and engine.options"
+                )
+            return self
         check_model_spec(self.model, self.engine.name, self.tuning)
         check_engine_options(self.engine.name, self.engine.options)
         return self

@@ -86,7 +86,7 @@ def test_an_unknown_engine_is_refused_naming_the_choices(cli) -> None:
     result = cli("train", REPO / "conf" / "quickstart.yaml", "--engine", "flink")
     assert result.code == 2
     assert result.err.strip() == (
-        "error: Invalid value for '--engine': 'flink' is not one of 'local', 'spark', 'dask', 'ray'."
+        "error: Invalid value for '--engine': 'flink' is not one of 'local', 'spark', 'dask', 'ray', 'auto'."
     )
 
 

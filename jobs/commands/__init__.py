@@ -22,7 +22,7 @@ VerboseOption = Annotated[
 ]
 EngineOption = Annotated[
     str | None,
-    typer.Option("--engine", click_type=click.Choice(ENGINES), help="Engine to run on (sets engine.name)."),
+    typer.Option("--engine", click_type=click.Choice((*ENGINES, "auto")), help="Engine to run on (sets engine.name)."),
 ]
 AddressOption = Annotated[
     str | None,

@@ -10,7 +10,7 @@ and column, whatever the engine. So the same input is accepted or refused alike 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -157,6 +157,50 @@ def conform(table: pa.Table, schema: pa.Schema, where: str, field: str) -> pa.Ta
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def iter_units(
+    plan: DataPlan,
+    units: list[Unit],
+    source: Source | None = None,
+    *,
+    is_test_source: bool = False,
+    split: int | None = None,
+    stream_csv: bool = False,
+) -> Iterator[pa.Table]:
+    """Yield the rows of each of ``units`` in turn, keyed and split (one unit in memory at a time).
+
+    ``split`` keeps one split's rows (None keeps every row); a unit with none of them yields an
+    empty table. ``stream_csv`` reads a whole CSV file block by block (``csv_blocks``) instead
+    of as one table.
+    """
+    source = source or plan.source
+    for unit in units:
+        pieces = csv_blocks(plan, unit, source) if unit.row_groups is None and unit.parts == 1 and stream_csv else None
+        for piece in pieces or [read_unit(plan, unit, source)]:
+            table = plan.attach(piece, is_test_source=is_test_source)
+            if split is not None:
+                table = table.filter(pc.equal(table.column(SPLIT_COLUMN), pa.scalar(split, pa.int8())))
+            yield table
+
+
+def csv_blocks(plan: DataPlan, unit: Unit, source: Source) -> Iterator[pa.Table]:
+    """Yield a whole CSV file's rows block by block (pyarrow's CSV blocks), checked as ``read_unit`` checks them."""
+    import pyarrow.dataset as pads
+
+    schema = plan.read_schema
+    try:
+        dataset = pads.dataset(
+            [_local_path(source, unit.path)], format=csv_format(schema), filesystem=source.filesystem
+        )
+        present = dataset.schema.names
+        _with_missing(present, schema, plan, unit, source, lambda columns: schema.empty_table().select(columns))
+        for batch in dataset.to_batches(columns=[c for c in schema.names if c in present]):
+            block = pa.Table.from_batches([batch])
+            table = _with_missing(present, schema, plan, unit, source, lambda columns, b=block: b.select(columns))
+            yield conform(table, schema, unit.path, source.field)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        raise DataError(f"{source.field}: cannot read {unit.path} as {source.format}: {first_line(exc)}") from None
+
+
 def read_units(
     plan: DataPlan,
     units: list[Unit],
@@ -170,12 +214,7 @@ def read_units(
     ``split`` keeps one split's rows (None keeps every row).
     """
     source = source or plan.source
-    tables = []
-    for unit in units:
-        table = plan.attach(read_unit(plan, unit, source), is_test_source=is_test_source)
-        if split is not None:
-            table = table.filter(pc.equal(table.column(SPLIT_COLUMN), pa.scalar(split, pa.int8())))
-        tables.append(table)
+    tables = list(iter_units(plan, units, source, is_test_source=is_test_source, split=split))
     if not tables:
         return plan.attach(plan.read_schema.empty_table(), is_test_source=is_test_source)
     return pa.concat_tables(tables)

@@ -129,6 +129,9 @@ class Engine(ABC):
         """
         return None
 
+    def plan(self, model: str, params: dict[str, Any], memory: int) -> None:  # noqa: B027 - optional hook
+        """Learn the job's model, its resolved params and memory budget (``resources.memory``) before ``load``."""
+
     def on_start(self) -> None:  # noqa: B027 - optional hook
         """Start or connect to the engine's runtime (session, cluster client)."""
 

@@ -2,7 +2,9 @@
 
 Data is read with the shared reader into one in-process table; the shared preprocessing and
 kernel feature maps turn it into a float64 matrix for the model layer's scikit-learn or xgboost
-estimator (``pipelines.models.native.sklearn_estimator``).
+estimator (``pipelines.models.native.sklearn_estimator``). When that table would not fit in
+``resources.memory`` (``memory``), the models that can stream read the source unit by unit
+instead (``stream``); the ones that need every row at once refuse with the estimate.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from pipelines.data.reader import read_units, source_units
 from pipelines.data.schema import DataPlan, DataProfile, profile_batch
 from pipelines.data.split import KEY_COLUMN, SPLIT_COLUMN, SPLIT_NAMES
 from pipelines.engines.base import Engine, EngineModel, FitContext, keys_in, predict_batch
+from pipelines.engines.local.memory import check_in_memory, in_memory_bytes, should_stream
+from pipelines.engines.local.stream import StreamedData, fit_streamed
 from pipelines.errors import DataError
+from pipelines.models.catalog import Param
 from pipelines.models.fitted import BoosterModel, SklearnModel
 from pipelines.models.kernels import landmark_priority
 from pipelines.models.native import SKLEARN, XGBOOST, sklearn_estimator
@@ -83,6 +88,31 @@ class LocalEngine(Engine):
         "nystroem_svm": "shared Nystroem features + sklearn LinearSVC",
     }
     LIBRARY: ClassVar[dict[str, str]] = {m: XGBOOST if m == "xgboost" else SKLEARN for m in MODELS}
+    OPTIONS: ClassVar[dict[str, Param]] = {
+        "streaming": Param(
+            "auto",
+            "str",
+            "read the source unit by unit and spill the train features to disk: auto (when the in-memory"
+            " table is estimated above half of resources.memory), always, never",
+            choices=("auto", "always", "never"),
+        ),
+        "spill_dir": Param(
+            None, "str", "directory of the streamed fit's spill files (default: the system temp)", nullable=True
+        ),
+    }
+
+    def __init__(self, spec: Any, seed: int = 0) -> None:
+        super().__init__(spec, seed)
+        self.model_name: str | None = None
+        self.memory: int | None = None
+        self.kernel_width = 0
+        self.estimate: dict[str, Any] = {}
+        self._data: LocalData | StreamedData | None = None
+
+    def plan(self, model: str, params: dict[str, Any], memory: int) -> None:
+        """Remember the job's model and memory budget: ``load`` chooses in-memory or streamed from them."""
+        self.model_name, self.memory = model, memory
+        self.kernel_width = int(params.get("n_components", 0)) if model in ("rff_svm", "nystroem_svm") else 0
 
     @property
     def n_jobs(self) -> int:
@@ -99,40 +129,73 @@ class LocalEngine(Engine):
         sklearn_estimator(model, get_model(model).resolve_params({}), 0, 1)
 
     def describe(self) -> dict[str, Any]:
-        """Return the engine name and thread count."""
-        return {"engine": self.name, "threads": self.n_jobs}
+        """Return the engine name, thread count and, once loaded, the memory estimate and layout."""
+        return {"engine": self.name, "threads": self.n_jobs, **({"memory": self.estimate} if self.estimate else {})}
 
-    def load(self, plan: DataPlan) -> LocalData:
-        """Return every row of the plan's source (and fixed test source) in one table."""
+    def on_shutdown(self) -> None:
+        """Delete the spill files of a streamed fit."""
+        if isinstance(self._data, StreamedData):
+            self._data.close()
+
+    def load(self, plan: DataPlan) -> LocalData | StreamedData:
+        """Return every row of the plan's source (and fixed test source) in one table, or a streamed handle.
+
+        Streamed when ``engine.options.streaming`` says so (auto: the table would take more than
+        half of ``resources.memory``) and the model can stream; a model that needs every row
+        refuses up front when the table would not fit.
+        """
+        needed = in_memory_bytes(plan, self.model_name, self.kernel_width)
+        self.estimate = {"in_memory_bytes": needed, "budget_bytes": self.memory}
+        if should_stream(self.options["streaming"], self.model_name, needed, self.memory):
+            self.estimate["layout"] = "streamed"
+            self._data = StreamedData.open(plan, self.options["spill_dir"])
+            return self._data
+        check_in_memory(self.model_name, needed, self.memory)
+        self.estimate["layout"] = "in_memory"
         table = read_units(plan, source_units(plan.source))
         if plan.test_source is not None:
             test = read_units(plan, source_units(plan.test_source), plan.test_source, is_test_source=True)
             table = pa.concat_tables([table, test])
         return LocalData(table)
 
-    def profile(self, data: LocalData, plan: DataPlan) -> DataProfile:
+    def profile(self, data: LocalData | StreamedData, plan: DataPlan) -> DataProfile:
         """Return the profile of the whole table."""
+        if isinstance(data, StreamedData):
+            return data.profile()
         if data.table.num_rows == 0:
             raise DataError(f"data.source: {plan.source.text} has no rows")
         return profile_batch(data.table, plan)
 
-    def sample_rows(self, data: LocalData, split: str, n: int, seed: int) -> pa.Table:
+    def sample_rows(self, data: LocalData | StreamedData, split: str, n: int, seed: int) -> pa.Table:
         """Return the ``n`` rows of ``split`` with the smallest landmark priority."""
+        if isinstance(data, StreamedData):
+            return data.sample_rows(split, n, seed)
         train = data.rows(split)
         priority = landmark_priority(np.asarray(train.column(KEY_COLUMN).to_numpy()), seed)
         return train.take(pa.array(np.argsort(priority, kind="stable")[:n]))
 
-    def keys_found(self, data: LocalData, keys: np.ndarray, split: str) -> np.ndarray:
+    def keys_found(self, data: LocalData | StreamedData, keys: np.ndarray, split: str) -> np.ndarray:
         """Return the keys of ``keys`` that rows of ``split`` have."""
+        if isinstance(data, StreamedData):
+            return data.keys_found(keys, split)
         return keys_in(data.table, keys, SPLIT_NAMES.index(split))
 
-    def fit(self, data: LocalData, ctx: FitContext) -> EngineModel:
+    def fit(self, data: LocalData | StreamedData, ctx: FitContext) -> EngineModel:
         """Return the estimator fitted on the train split with class weights as sample weights."""
+        if isinstance(data, StreamedData):
+            return fit_streamed(data, ctx, self.n_jobs, self.on_step)
         train = data.rows("train")
         return fit_estimator(ctx.features(train), ctx.labels(train), ctx, self.n_jobs, self.on_step)
 
-    def predict(self, model: EngineModel, data: LocalData, ctx: FitContext, split: str) -> Iterator[pa.RecordBatch]:
+    def predict(
+        self, model: EngineModel, data: LocalData | StreamedData, ctx: FitContext, split: str
+    ) -> Iterator[pa.RecordBatch]:
         """Yield prediction batches for the rows of ``split``."""
+        if isinstance(data, StreamedData):
+            for table in data.tables(split):
+                for start in range(0, table.num_rows, PREDICT_BATCH_ROWS):
+                    yield predict_batch(model, table.slice(start, PREDICT_BATCH_ROWS), ctx, KEY_COLUMN)
+            return
         rows = data.rows(split)
         for start in range(0, rows.num_rows, PREDICT_BATCH_ROWS):
             yield predict_batch(model, rows.slice(start, PREDICT_BATCH_ROWS), ctx, KEY_COLUMN)
