@@ -165,6 +165,7 @@ def bench(
     if unknown:
         raise ConfigError(f"--baselines: {unknown[0]} is not one of --engines ({', '.join(engines)})")
     results = []
+    picks = []
     with tempfile.TemporaryDirectory(prefix="scaleclf-bench-") as scratch:
         for n in rows:
             raw = spec.model_dump(mode="json")
@@ -192,6 +193,7 @@ def bench(
                             progress.warn(f"{engine} {kind} failed: {m.error}")
                         runs[kind].append(m)
                 results.append(_summarise(engine, job, n, runs))
+            picks.append(_auto_pick(job, engines, [r for r in results if r["rows"] == n], memory_cap))
         _versus_single_process(results)
     report = {
         "spec": spec.name,
@@ -204,6 +206,7 @@ def bench(
         "load_average": [round(v, 2) for v in os.getloadavg()],
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "results": results,
+        "auto": picks,
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(report, indent=2))
@@ -213,6 +216,25 @@ def bench(
     if all(r["pipeline_s"] is None for r in results):
         raise EngineError(f"every pipeline run failed; see {out / 'bench.json'}")
     return report
+
+
+def _auto_pick(job: JobSpec, engines: list[str], measured: list[dict[str, Any]], cap: int | None) -> dict[str, Any]:
+    """Return the engine ``engine.name: auto`` picks among the benched ones for this size, and the fastest measured."""
+    from pipelines.cost import estimate, plan_rows
+
+    rows, columns = plan_rows(job)
+    memory = int(0.8 * cap) if cap else job.resources.memory_bytes
+    estimates = [estimate(e, job.model.name, rows, columns, memory) for e in engines]
+    fitting = [e for e in estimates if e.peak_mb * 2**20 <= memory] or estimates
+    picked = min(fitting, key=lambda e: e.seconds).engine
+    timed = {r["engine"]: r["pipeline_s"] for r in measured if r["pipeline_s"]}
+    fastest = min(timed, key=timed.__getitem__) if timed else None
+    return {
+        "rows": rows,
+        "picked": picked,
+        "fastest": fastest,
+        "picked_over_fastest": timed[picked] / timed[fastest] if fastest and picked in timed else None,
+    }
 
 
 def _median(values: list[float | None]) -> float | None:
@@ -262,6 +284,12 @@ def format_table(report: dict[str, Any]) -> str:
             f"{r['engine']:<8} {f(r['rows'], 'd'):>9} {f(r['pipeline_s'], '.2f'):>11} {f(r['raw_s'], '.2f'):>9} "
             f"{f(r['ratio'], '.3f'):>6} {f(r.get('vs_single'), '.2f'):>8} {f(r['pipeline_auc'], '.4f'):>9} "
             f"{f(r['raw_auc'], '.4f'):>8} {f(r['pipeline_peak_mb'], '.0f'):>6}/{f(r['raw_peak_mb'], '.0f'):<6}"
+        )
+    for pick in report.get("auto", []):
+        ratio = pick["picked_over_fastest"]
+        lines.append(
+            f"engine.name auto at {pick['rows']} rows picks {pick['picked']}"
+            f" (fastest measured: {pick['fastest'] or '—'}, {f(ratio, '.2f')}x)"
         )
     return "\n".join(lines)
 

@@ -211,3 +211,18 @@ def test_the_estimate_streams_the_local_engine_past_half_the_budget_and_auto_ref
     )
     with pytest.raises(ConfigError, match=r"engine.name: auto: no engine fits decision_tree on 100000000 rows"):
         choose(spec, 100_000_000, 28)
+
+
+def test_bench_says_which_engine_auto_picks_at_each_size_and_how_it_ran(tmp_path: Path, cli) -> None:
+    from tests.conftest import REPO
+
+    args = ["bench", REPO / "conf" / "bench.yaml", "--rows", "2000,3000", "--repeats", "1", "--baselines", ""]
+    result = cli(*args, "--out", tmp_path / "b", "--quiet")
+    assert result.code == 0, result.err
+    report = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert [(p["rows"], p["picked"], p["fastest"]) for p in report["auto"]] == [
+        (2000, "local", "local"),
+        (3000, "local", "local"),
+    ]
+    assert "engine.name auto at 3000 rows picks local (fastest measured: local, 1.00x)" in result.out
+    assert (tmp_path / "b" / "bench_scaling.png").is_file()
