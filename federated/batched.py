@@ -364,7 +364,7 @@ def run_batched_rounds(job: FederatedJob) -> tuple[Any, History]:
         if len(ok):
             params, train_loss = train_round(job, train, params, ok, server_round)
             rec.train_metrics = {"train-loss": train_loss}
-        rec.train_clients, rec.failed_train = ok.tolist(), len(chosen) - len(ok)
+        rec.train_clients, rec.failed_train, rec.train_replies = ok.tolist(), len(chosen) - len(ok), len(ok)
         rec.bytes_received += len(ok) * sizes["train_received"]
         if fed.fraction_evaluate > 0:
             chosen = sample(rng, fed.clients, fed.fraction_evaluate, min(fed.min_evaluate_clients, fed.clients))

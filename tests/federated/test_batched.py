@@ -39,7 +39,7 @@ def assert_same_run(seen: dict[str, tuple]) -> None:
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
     assert len(batched_rounds) == len(flower_rounds)
     for got, want in zip(batched_rounds, flower_rounds, strict=True):
-        assert got["train_clients"] == want["train_clients"]
+        assert got["train_clients"] == want["train_clients"] and got["train_replies"] == want["train_replies"]
         assert got["bytes_sent"] == want["bytes_sent"] and got["bytes_received"] == want["bytes_received"]
         for key in ("train_metrics", "centralized_evaluation"):
             assert got[key].keys() == want[key].keys()
