@@ -6,15 +6,18 @@ legacy strategy (``flwr.server.strategy.FedAvg``/``FedProx``), run by ``DefaultW
 ``num_examples`` / ``max_weight``), masks it with pairwise and private masks whose seeds are
 secret-shared among ``num_shares`` clients, and the server unmasks only the sum; so the
 strategy's ``aggregate_fit`` receives, from every surviving client, the same already averaged
-model, plus each client's plaintext metrics. A client that drops out mid-round is unmasked
-from ``reconstruction_threshold`` shares and the round finishes without it.
+model and nothing else (clients blank their FitRes metrics and report ``num_examples`` 1 in the
+clear: client_app._secagg_dispatch). A client that drops out mid-round is unmasked from
+``reconstruction_threshold`` shares and the round finishes without it; the server refuses to
+unmask a sum of fewer than ``min_train_clients`` masked models (the round fails), and the rounds
+run under the RoundGuard (federated/budget.py).
 
 Values are clipped to ``+-clipping_range * max_weight / num_examples`` before quantization;
 ``max_weight`` is set to the largest client's ``num_examples`` (1 under distributed DP, where
 clients report 1 so the sum is unweighted), so every value within ``+-clipping_range`` is
 aggregated exactly up to the quantization step ``2 * clipping_range / quantization_range``.
-Clients count the values outside that range and report the count (``secagg-clipped``), which
-the run records and warns about.
+Clients count the values outside that range and log the count on their side (a count sent to
+the server would be outside the sum).
 """
 
 from __future__ import annotations
