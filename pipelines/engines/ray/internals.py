@@ -20,11 +20,6 @@ Each of those actors is a Python process that imports Ray before it answers: on 
 in BENCHMARKS.md). ``lean_trainer`` drops the cleaner unless ``engine.options.placement_group_cleaner``
 is true, and the coordinator request when scaleclf started the Ray instance itself.
 
-A v2 trainer's ``fit()`` also replaces the process's SIGINT handler with one that aborts the
-controller and then exits 0 or 1 without a word. ``lean_trainer`` keeps scaleclf's handler
-(``pipelines.interrupts``): SIGINT raises in the driver's ``ray.get``, the engine shuts Ray down
-(the controller and its workers with it) and the command ends with ``error: interrupted``, 130.
-
 This module is imported by the Train controller (it unpickles ``LocalScalingPolicy``), so it
 imports nothing of scaleclf's and nothing heavy.
 """
@@ -68,17 +63,10 @@ def lean_trainer(base: type, *, placement_group_cleaner: bool, local: bool) -> t
             kwargs["scaling_policy"] = LocalScalingPolicy(policy.scaling_config)
         return base._initialize_and_run_controller(trainer, **kwargs)  # type: ignore[attr-defined]
 
-    def keep_sigint_handler(trainer: Any, controller: Any) -> None:
-        return None
-
     return type(
         f"Lean{base.__name__}",
         (base,),
-        {
-            "_create_default_callbacks": callbacks,
-            "_initialize_and_run_controller": run_controller,
-            "_register_sigint_handler": keep_sigint_handler,
-        },
+        {"_create_default_callbacks": callbacks, "_initialize_and_run_controller": run_controller},
     )
 
 
