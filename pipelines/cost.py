@@ -28,7 +28,11 @@ AUTO = "auto"
 @cache
 def coefficients() -> dict[str, Any]:
     """Return the calibrated coefficients (``cost_model.json``)."""
-    return json.loads(COST_FILE.read_text())
+    # Through importlib.resources: a Spark driver imports scaleclf from the --py-files zip, where
+    # the file is no path on disk.
+    from importlib.resources import files
+
+    return json.loads(files("pipelines").joinpath(COST_FILE.name).read_text())
 
 
 @dataclass(frozen=True)

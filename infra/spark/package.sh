@@ -18,7 +18,7 @@ with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as zf:
         # Code and package data (the report's templates): a driver or executor that imports
         # scaleclf from this zip alone must find both.
         for path in sorted(Path(pkg).rglob("*")):
-            if path.suffix in (".py", ".j2", ".css"):
+            if path.suffix in (".py", ".j2", ".css", ".json"):
                 zf.write(path)
 PY
 )
