@@ -59,7 +59,7 @@ def test_flwr_run_aggregates_with_secagg_plus_and_distributed_dp(superlink: Path
         "federated.privacy.dp=distributed",
         "federated.privacy.noise_multiplier=0.5",
     ]
-    done, run = flwr_run(superlink, tmp_path / "runs", overrides)
+    _, run = flwr_run(superlink, tmp_path / "runs", overrides)
     privacy = json.loads((run / "privacy.json").read_text())
     assert privacy["secure_aggregation"] is True and privacy["dp"] == "distributed"
     assert privacy["replies_per_round"] == [10, 10] and privacy["epsilon"] > 0
