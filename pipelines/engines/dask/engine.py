@@ -176,7 +176,7 @@ class DaskEngine(Engine):
 
         files = {key: self.options[key] for key in ("tls_ca_file", "tls_cert", "tls_key")}
         if not any(files.values()):
-            if self.spec.address.startswith("tls://") and not dask_tls_configured():
+            if (self.spec.address or "").startswith("tls://") and not dask_tls_configured():
                 raise EngineError(
                     f"engine.address: {self.spec.address} needs TLS settings: set engine.options.tls_ca_file,"
                     " tls_cert and tls_key"
