@@ -148,6 +148,9 @@ class Listeners:
     def __init__(self) -> None:
         self.seen: set[tuple[str, str, int]] = set()
         self.who: dict[int, str] = {}
+        # Listeners of processes an earlier test left in the tree (session clusters, pools) are
+        # not this block's: only sockets opened while it runs are judged.
+        self.before: set[tuple[str, str, int]] = set()
 
     def poll(self) -> None:
         """Record the listening sockets of the process tree right now."""
@@ -166,7 +169,7 @@ class Listeners:
     @property
     def off_loopback(self) -> list[tuple[str, str, int]]:
         """Return the listeners bound to anything but 127.0.0.1 / ::1."""
-        return sorted(s for s in self.seen if s[1] not in ("127.0.0.1", "::1", "::ffff:127.0.0.1"))
+        return sorted(s for s in self.seen - self.before if s[1] not in ("127.0.0.1", "::1", "::ffff:127.0.0.1"))
 
 
 @pytest.fixture
@@ -175,6 +178,8 @@ def listeners():
     import threading
 
     found, stop = Listeners(), threading.Event()
+    found.poll()
+    found.before, found.seen = set(found.seen), set()
 
     def loop() -> None:
         while not stop.is_set():
