@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
-from functools import reduce
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,12 +27,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from federated.models import NETWORK_MODELS, NetSpec
-from federated.partition import ClientData, Federation, assign_clients
-from pipelines.data.schema import DataPlan, DataProfile, check_columns, infer_task, profile_batch
+from federated.partition import ClientData, Federation, assign_clients, federation_of
+from pipelines.data.schema import DataPlan
 from pipelines.data.split import SPLIT_COLUMN, TEST, TRAIN, VALID
 from pipelines.errors import ConfigError, DataError
 from pipelines.models import network
-from pipelines.models.preprocess import fit_preprocessor
 from pipelines.progress import Progress
 from pipelines.spec import FederatedSpec, JobSpec
 
@@ -123,13 +121,7 @@ def partition_rows(table: pa.Table, plan: DataPlan, fed: FederatedSpec, seed: in
     rows = pool.take(pa.array(order)).combine_chunks()
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     clients = [ClientData(i, rows.slice(int(lo), int(k))) for i, (lo, k) in enumerate(zip(starts, sizes, strict=True))]
-    profiles = [profile_batch(c.table, plan) for c in clients]
-    if test.num_rows:
-        profiles.append(profile_batch(test, plan))
-    profile = reduce(DataProfile.merge, profiles)
-    task = infer_task(profile, plan)
-    dropped = check_columns(profile, plan)
-    return Federation(clients, test, profile, task, fit_preprocessor(profile, plan, dropped))
+    return federation_of(clients, test, plan)
 
 
 # --- the clients' rows, kept between rounds --------------------------------------------------

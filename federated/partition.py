@@ -159,7 +159,11 @@ def federate_data(table: pa.Table, plan: DataPlan, spec: FederatedSpec, seed: in
     for c in clients:
         if c.table.num_rows == 0:
             raise DataError(f"federated.partition: client {c.client} received no rows; use fewer clients")
-    # Each client profiles its own rows; only the merged summaries meet (federated statistics).
+    return federation_of(clients, test, plan)
+
+
+def federation_of(clients: list[ClientData], test: pa.Table, plan: Any) -> Federation:
+    """Return the Federation of ``clients``: each profiles its own rows, only the merged summaries meet."""
     profiles = [profile_batch(c.table, plan) for c in clients]
     if test.num_rows:
         profiles.append(profile_batch(test, plan))
