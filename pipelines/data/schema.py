@@ -485,8 +485,12 @@ def infer_task(profile: DataProfile, plan: DataPlan) -> Task:
 def check_columns(profile: DataProfile, plan: DataPlan) -> list[str]:
     """Return the constant feature columns to drop; raise a DataError on unusable columns."""
     dropped = []
-    for split, stats in profile.numeric.items():
-        for col, s in stats.items():
+    # Splits in their fixed order, columns in plan order: every engine names the same first offender,
+    # whichever partition a distributed profile merged first.
+    for split in [*SPLIT_NAMES, *(k for k in profile.numeric if k not in SPLIT_NAMES)]:
+        stats = profile.numeric.get(split, {})
+        for col in [c for c in plan.numeric if c in stats] + [c for c in stats if c not in plan.numeric]:
+            s = stats[col]
             if s.infinite:
                 raise DataError(f"column {col!r} has {s.infinite} infinite values in the {split} split")
     train = profile.numeric.get("train", {})
