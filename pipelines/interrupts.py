@@ -8,6 +8,12 @@ unwinds (the run directory removes its temporary directory, engines stop their c
 CLI prints ``error: interrupted``. Engines whose runtime installs its own handlers when it starts
 (Ray's driver exits with ``sys.exit(15)`` on SIGTERM) get ours back through :func:`restore`, which
 ``Engine.__enter__`` calls after ``on_start``.
+
+A native wait that checks for signals itself sees only ``KeyboardInterrupt``: Ray's ``ray.get``
+ends early when a handler raises one, but swallows any other exception a handler raises and keeps
+waiting (a Ray Train fit ran to its end, then failed with a ``SystemError`` naming the signal).
+Around such waits, :func:`native_waits` makes both signals raise ``KeyboardInterrupt`` and turns
+it back into :class:`Interrupted` when it leaves the block.
 """
 
 from __future__ import annotations
@@ -35,6 +41,32 @@ def restore() -> None:
     if _active and threading.current_thread() is threading.main_thread():
         for sig in SIGNALS:
             signal.signal(sig, _raise)
+
+
+@contextmanager
+def native_waits() -> Iterator[None]:
+    """Make SIGINT and SIGTERM raise ``KeyboardInterrupt`` inside the block and leave it as :class:`Interrupted`.
+
+    Only while a command runs (:func:`interrupts_raise`) and in the main thread; elsewhere the
+    block runs unchanged.
+    """
+    if not _active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[str] = []
+
+    def keyboard(signum: int, frame: FrameType | None) -> None:
+        received.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt(received[-1])
+
+    for sig in SIGNALS:
+        signal.signal(sig, keyboard)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(received[-1] if received else "SIGINT") from None
+    finally:
+        restore()
 
 
 @contextmanager

@@ -41,6 +41,7 @@ def test_ray_still_has_every_private_name_the_fence_uses() -> None:
 
     assert callable(DataParallelTrainer._create_default_callbacks)
     assert callable(DataParallelTrainer._initialize_and_run_controller)
+    assert callable(DataParallelTrainer._register_sigint_handler)
     assert callable(FixedScalingPolicy._send_resource_request)
     assert callable(FixedScalingPolicy._cancel_resource_request)
     assert isinstance(constants.ENABLE_RAY_CLUSTER, bool)

@@ -264,9 +264,16 @@ class RayEngine(Engine):
         return per_worker
 
     def _run(self, what: str, fn: Callable[[], Any]) -> Any:
-        """Return ``fn()``; a task's scaleclf error surfaces as itself, anything else as one EngineError line."""
+        """Return ``fn()``; a task's scaleclf error surfaces as itself, anything else as one EngineError line.
+
+        SIGINT and SIGTERM end ``fn`` as :class:`pipelines.interrupts.Interrupted`: ``ray.get``
+        stops waiting only for a ``KeyboardInterrupt`` (``native_waits``).
+        """
+        from pipelines.interrupts import native_waits
+
         try:
-            return fn()
+            with native_waits():
+                return fn()
         except Exception as exc:  # Ray wraps task errors (their text holds the remote traceback)
             cause = _cause(exc)
             if isinstance(cause, ScaleclfError):

@@ -20,6 +20,13 @@ Each of those actors is a Python process that imports Ray before it answers: on 
 in BENCHMARKS.md). ``lean_trainer`` drops the cleaner unless ``engine.options.placement_group_cleaner``
 is true, and the coordinator request when scaleclf started the Ray instance itself.
 
+A v2 trainer's ``fit()`` also replaces the process's SIGINT handler with one that asks the
+controller to abort and then calls ``sys.exit(0)`` from inside ``ray.get``, which Ray swallows: the
+command exited 1 without a word. ``lean_trainer`` leaves the driver's handlers alone (the engine
+makes both signals a ``KeyboardInterrupt`` around the fit, which ends ``ray.get`` at once) and, when
+the wait is interrupted, stops the run itself (``stop_controller``) before the interrupt goes on:
+the controller aborts its worker group, or is killed after ``ABORT_WAIT_S``.
+
 This module is imported by the Train controller (it unpickles ``LocalScalingPolicy``), so it
 imports nothing of scaleclf's and nothing heavy.
 """
@@ -32,6 +39,8 @@ from typing import Any
 
 from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
 from ray.train.v2._internal.execution.scaling_policy.fixed import FixedScalingPolicy
+
+ABORT_WAIT_S = 5.0  # how long an interrupted driver waits for the controller's graceful abort
 
 
 class LocalScalingPolicy(FixedScalingPolicy):
@@ -61,13 +70,37 @@ def lean_trainer(base: type, *, placement_group_cleaner: bool, local: bool) -> t
         policy = kwargs.get("scaling_policy")
         if local and type(policy) is FixedScalingPolicy:
             kwargs["scaling_policy"] = LocalScalingPolicy(policy.scaling_config)
-        return base._initialize_and_run_controller(trainer, **kwargs)  # type: ignore[attr-defined]
+        try:
+            return base._initialize_and_run_controller(trainer, **kwargs)  # type: ignore[attr-defined]
+        except KeyboardInterrupt:
+            controller = getattr(trainer, "_lean_controller", None)
+            if controller is not None:
+                stop_controller(controller)
+            raise
+
+    def keep_signal_handlers(trainer: Any, controller: Any) -> None:
+        trainer._lean_controller = controller  # what run_controller stops when interrupted
 
     return type(
         f"Lean{base.__name__}",
         (base,),
-        {"_create_default_callbacks": callbacks, "_initialize_and_run_controller": run_controller},
+        {
+            "_create_default_callbacks": callbacks,
+            "_initialize_and_run_controller": run_controller,
+            "_register_sigint_handler": keep_signal_handlers,
+        },
     )
+
+
+def stop_controller(controller: Any, wait_s: float = ABORT_WAIT_S) -> None:
+    """Abort a Train run's controller (it aborts its worker group, then exits), killing it after ``wait_s``."""
+    import ray
+
+    try:
+        ray.wait([controller.abort.remote()], timeout=wait_s)
+    finally:
+        with contextlib.suppress(Exception):  # it may have exited already
+            ray.kill(controller, no_restart=True)
 
 
 @contextlib.contextmanager
