@@ -15,6 +15,7 @@ shared Platt scaling (``ModelInfo.probabilities == "calibrated"``), decision sco
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -138,6 +139,9 @@ class Engine(ABC):
     def on_shutdown(self) -> None:  # noqa: B027 - optional hook
         """Release what ``on_start`` acquired."""
 
+    def on_interrupt(self) -> None:  # noqa: B027 - optional hook
+        """Stop what runs on the engine's side after SIGINT/SIGTERM ended a call midway (before ``on_shutdown``)."""
+
     def preload(self, model: str) -> None:  # noqa: B027 - optional hook
         """Import the libraries fitting ``model`` needs (bench calls this before its timer starts,
         as the raw baselines import theirs at module level)."""
@@ -170,7 +174,12 @@ class Engine(ABC):
         restore()  # a runtime may have installed its own SIGINT/SIGTERM handlers (Ray's driver does)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        from pipelines.interrupts import Interrupted
+
+        if kind is not None and issubclass(kind, (Interrupted, KeyboardInterrupt)):
+            with contextlib.suppress(Exception):  # best effort: the interrupt is what the user sees
+                self.on_interrupt()
         self.on_shutdown()
 
     @abstractmethod

@@ -323,6 +323,12 @@ class SparkEngine(Engine):
                 )
             time.sleep(0.5)
 
+    def on_interrupt(self) -> None:
+        """Cancel the session's jobs over a fresh py4j connection (the interrupted call's is left mid-answer)."""
+        if self.session is not None:
+            jvm.drop_thread_connection(self.session)
+            self.session.sparkContext.cancelAllJobs()
+
     def on_shutdown(self) -> None:
         """Stop the session if this engine started it and remove its scratch directory."""
         if self._owned and self.session is not None:
