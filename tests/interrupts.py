@@ -68,12 +68,14 @@ def interrupt_fit(
     params: dict | None = None,
     settle_s: float = 3.0,
     fitting: str | None = None,
+    group: bool = False,
 ) -> Interrupted:
     """Start ``scaleclf train`` on ``engine`` and send ``sig`` while it fits; return what it left.
 
     The fit starts once the load stage's line ("loaded and profiled ...") is on stderr; when
     ``fitting`` is given, the signal waits until a process of the run has it in its command line
     too (Ray's ``TrainController``). The signal must land before the fit's line ("fitted ...").
+    ``group`` sends it to the run's whole process group, as Ctrl-C in a terminal does.
     """
     spec = base_spec("synthetic:higgs", model=model, rows=rows)
     spec["engine"] = {"name": engine}
@@ -88,6 +90,7 @@ def interrupt_fit(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=group,
     )
     lines: list[str] = []
 
@@ -110,7 +113,10 @@ def interrupt_fit(
         processes = run.children(recursive=True)
         before = len(lines)
         assert child.poll() is None and not any("fitted" in line for line in lines), "the fit ended first: more rows"
-        child.send_signal(sig)
+        if group:
+            os.killpg(child.pid, sig)
+        else:
+            child.send_signal(sig)
         sent = time.monotonic()
         child.wait(timeout=120)
         exit_s = time.monotonic() - sent
