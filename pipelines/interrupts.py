@@ -10,8 +10,9 @@ CLI prints ``error: interrupted``. Engines whose runtime installs its own handle
 ``Engine.__enter__`` calls after ``on_start``.
 
 A native wait that checks for signals itself sees only ``KeyboardInterrupt``: Ray's ``ray.get``
-ends early when a handler raises one, but swallows any other exception a handler raises and keeps
-waiting (a Ray Train fit ran to its end, then failed with a ``SystemError`` naming the signal).
+ends early when a handler raises one, but its signal check does not handle any other exception a
+handler raises and keeps waiting (a Ray Train fit ran on to its end, ~35 s, then failed with an
+error naming the signal).
 Around such waits, :func:`native_waits` makes both signals raise ``KeyboardInterrupt`` and turns
 it back into :class:`Interrupted` when it leaves the block.
 """

@@ -21,11 +21,12 @@ in BENCHMARKS.md). ``lean_trainer`` drops the cleaner unless ``engine.options.pl
 is true, and the coordinator request when scaleclf started the Ray instance itself.
 
 A v2 trainer's ``fit()`` also replaces the process's SIGINT handler with one that asks the
-controller to abort and then calls ``sys.exit(0)`` from inside ``ray.get``, which Ray swallows: the
-command exited 1 without a word. ``lean_trainer`` leaves the driver's handlers alone (the engine
-makes both signals a ``KeyboardInterrupt`` around the fit, which ends ``ray.get`` at once) and, when
-the wait is interrupted, stops the run itself (``stop_controller``) before the interrupt goes on:
-the controller aborts its worker group, or is killed after ``ABORT_WAIT_S``.
+controller to abort and then calls ``sys.exit(0)`` from inside ``ray.get``, whose signal check
+turns a ``SystemExit`` into an unexpected exit: the command exited 1 without a word.
+``lean_trainer`` leaves the driver's handlers alone (the engine makes both signals a
+``KeyboardInterrupt`` around the fit, which ends ``ray.get`` at once) and, when the wait is
+interrupted, stops the run itself (``stop_controller``) before the interrupt goes on: the
+controller aborts its worker group, or is killed after ``ABORT_WAIT_S``.
 
 This module is imported by the Train controller (it unpickles ``LocalScalingPolicy``), so it
 imports nothing of scaleclf's and nothing heavy.
