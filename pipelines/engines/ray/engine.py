@@ -177,7 +177,9 @@ class RayEngine(Engine):
         if ray.is_initialized():
             pass  # a driver started by `ray job submit` (jobs/ray_train.py) already joined its cluster
         elif self.spec.address:
-            _check_reachable(self.spec.address)
+            from pipelines.engines.ray.address import check_address
+
+            check_address(self.spec.address)
             try:
                 ray.init(address=self.spec.address, **common)
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -542,17 +544,3 @@ def single_worker_backend(workers: int) -> dict[str, Any]:
     from ray.train.backend import BackendConfig
 
     return {"xgboost_config": BackendConfig()}
-
-
-def _check_reachable(address: str) -> None:
-    """Raise an EngineError naming ``address`` when nothing listens there (ray.init would retry for minutes)."""
-    import socket
-
-    if address in ("auto", "local") or ("://" in address and not address.startswith("ray://")):
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=5):
-            return
-    except (OSError, ValueError) as exc:
-        raise EngineError(f"engine.address: cannot reach the Ray cluster at {address}: {exc}") from None
