@@ -25,7 +25,10 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 BIN="${RAY_BIN_DIR:-$REPO/.venv/bin}"
-[[ -x "$BIN/ray" ]] || BIN="$(dirname "$(command -v ray)")"
+if [[ ! -x "$BIN/ray" ]]; then
+  command -v ray >/dev/null || { echo "error: node.sh: no ray in $BIN or on PATH (make install, or set RAY_BIN_DIR)" >&2; exit 2; }
+  BIN="$(dirname "$(command -v ray)")"
+fi
 usage() {
   echo "usage: node.sh token FILE | node.sh env [--tls CERTDIR NAME] [--token FILE] |" \
     "node.sh head --host ADDR [--port N] [options] | node.sh worker HEAD:PORT --host ADDR [options]" >&2

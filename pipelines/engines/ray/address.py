@@ -35,7 +35,7 @@ def check_address(address: str, timeout: float = 5) -> None:
         return  # Ray Client's proxy: its TLS is the same setting, checked by the client itself
     if tls_enabled():
         _check_handshake(address, host, int(port), timeout)
-    elif _speaks_tls(host, int(port), timeout):
+    elif speaks_tls(host, int(port), timeout):
         raise EngineError(
             f"engine.address: the Ray cluster at {address} uses TLS: set RAY_USE_TLS=1, {', '.join(TLS_SETTINGS)}"
             " (infra/ray/node.sh env --tls CERTDIR NAME prints them)"
@@ -47,7 +47,7 @@ def tls_enabled() -> bool:
     return os.environ.get("RAY_USE_TLS", "0").strip().lower() in ("1", "true")
 
 
-def _speaks_tls(host: str, port: int, timeout: float) -> bool:
+def speaks_tls(host: str, port: int, timeout: float) -> bool:
     """Return whether the server at ``host:port`` answers a TLS hello (a plain gRPC server does not)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False

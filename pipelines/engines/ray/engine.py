@@ -138,6 +138,12 @@ class RayEngine(Engine):
             50, "int", "checkpoint every N boosting rounds / L-BFGS iterations / epochs (0 = at the end only)", low=0
         ),
         "max_failures": Param(2, "int", "worker-group restarts Ray Train allows (FailureConfig)", low=0),
+        "resources_timeout": Param(
+            60.0,
+            "float",
+            "seconds a (re)started worker group waits for its CPUs; max_failures such waits, then the run stops",
+            low=1,
+        ),
         "ingest": Param(
             "blocks",
             "str",
@@ -171,6 +177,8 @@ class RayEngine(Engine):
         os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
         os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
         os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+        # Read by Ray Train's controller (propagated from the driver): see FailureConfig in fit.
+        os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = str(float(self.options["resources_timeout"]))
         import ray
 
         common: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
@@ -408,7 +416,12 @@ class RayEngine(Engine):
         run_config = RunConfig(
             name=f"scaleclf-{ctx.model.name}-{uuid.uuid4().hex[:8]}",
             storage_path=storage,
-            failure_config=FailureConfig(max_failures=int(self.options["max_failures"])),
+            # Ray's default retries a worker group that cannot get its CPUs forever (a lost host
+            # with no replacement hung the run): at most max_failures waits of resources_timeout.
+            failure_config=FailureConfig(
+                max_failures=int(self.options["max_failures"]),
+                controller_failure_limit=int(self.options["max_failures"]),
+            ),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         )
         scaling = ScalingConfig(num_workers=workers, resources_per_worker={"CPU": per_worker})
