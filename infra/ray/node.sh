@@ -18,8 +18,9 @@
 # The head has 0 CPUs unless --cpus says otherwise: training and data tasks run on the workers.
 # Listeners that take an address bind --host (dashboard and Jobs API :8265, Ray Client :10001,
 # runtime-env and dashboard agents); Ray 2.55's own gRPC servers (GCS, raylet, object manager,
-# workers), the dashboard agent's gRPC port and two Prometheus metrics endpoints listen on every
-# interface and cannot be bound (docs/deploy.md); the gRPC ones refuse peers without TLS or token.
+# workers), the dashboard agent's gRPC port and the Prometheus metrics endpoints (every node's
+# :44230, the head's autoscaler :44217 and dashboard :44227, plain HTTP, read-only) listen on every
+# interface and cannot be bound (docs/deploy.md); the gRPC ones speak TLS only and want the token.
 # Each node keeps its session under RAY_NODE_TEMP_DIR (default /tmp/scaleclf-ray-ADDR), so nodes
 # sharing a file system do not share a session directory.
 set -euo pipefail
@@ -83,7 +84,8 @@ export PATH="$BIN:$PATH"  # job drivers and workers run the Python Ray came with
 cd "$REPO"  # `ray job submit` without --working-dir imports scaleclf from this checkout
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 common=(--node-ip-address="$host" --object-store-memory="$((store_mb * 1024 * 1024))"
-  --temp-dir="${RAY_NODE_TEMP_DIR:-/tmp/scaleclf-ray-$host}" --disable-usage-stats --block)
+  --temp-dir="${RAY_NODE_TEMP_DIR:-/tmp/scaleclf-ray-$host}" --metrics-export-port=44230
+  --disable-usage-stats --block)
 if [[ "$role" == head ]]; then
   exec "$BIN/ray" start --head --port="$port" --num-cpus="${cpus:-0}" \
     --dashboard-host="$host" --dashboard-port=8265 --include-dashboard=true "${common[@]}"

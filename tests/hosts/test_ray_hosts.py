@@ -207,14 +207,15 @@ def test_listeners_bind_the_host_address_or_speak_tls(ray_hosts: RayHosts) -> No
         found = listeners(hosts, host)
         assert found, host
         # Ray 2.55's C++ gRPC servers (GCS, raylet, object manager, workers), the dashboard agent's
-        # gRPC port and two Prometheus endpoints listen on every interface, with no setting to bind
-        # them (docs/deploy.md); all but the head's metrics endpoints (autoscaler 44217, dashboard
-        # 44227) speak TLS only. Every other listener binds the host's address or loopback.
+        # gRPC port and the Prometheus endpoints listen on every interface, with no setting to bind
+        # them (docs/deploy.md); all but the metrics endpoints (every node's 44230, the head's
+        # autoscaler 44217 and dashboard 44227) speak TLS only. Every other listener binds the
+        # host's address or loopback.
         wide = [(port, name) for address, port, name in found if address in ("0.0.0.0", "*", "::")]
         assert all(address in (own, "127.0.0.1", "0.0.0.0", "*", "::") for address, _, _ in found), (host, found)
         assert all(name.startswith(("gcs_server", "raylet", "ray::", "python")) for _, name in wide), (host, wide)
         plain = sorted(port for port, _ in wide if not speaks_tls(own, port, 5))
-        assert plain == ([44217, 44227] if host == "h1" else []), (host, wide)
+        assert plain == ([44217, 44227, 44230] if host == "h1" else [44230]), (host, wide)
     # The dashboard / Jobs API and Ray Client bind the head's address.
     assert {(a, p) for a, p, _ in listeners(hosts, "h1") if p in (8265, 10001)} >= {
         ("10.77.0.11", 8265),
