@@ -26,10 +26,6 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 BIN="${RAY_BIN_DIR:-$REPO/.venv/bin}"
-if [[ ! -x "$BIN/ray" ]]; then
-  command -v ray >/dev/null || { echo "error: node.sh: no ray in $BIN or on PATH (make install, or set RAY_BIN_DIR)" >&2; exit 2; }
-  BIN="$(dirname "$(command -v ray)")"
-fi
 usage() {
   echo "usage: node.sh token FILE | node.sh env [--tls CERTDIR NAME] [--token FILE] |" \
     "node.sh head --host ADDR [--port N] [options] | node.sh worker HEAD:PORT --host ADDR [options]" >&2
@@ -68,7 +64,7 @@ if [[ -n "$certs" ]]; then
     "RAY_TLS_CA_CERT=$certs/ca.pem")
 fi
 if [[ -n "$token" ]]; then
-  [[ -s "$token" && -r "$token" ]] || { echo "error: node.sh: --token: cannot read $token (infra/ray/node.sh token $token)" >&2; exit 2; }
+  [[ -f "$token" && -s "$token" && -r "$token" ]] || { echo "error: node.sh: --token: cannot read $token (infra/ray/node.sh token $token)" >&2; exit 2; }
   settings+=(RAY_AUTH_MODE=token "RAY_AUTH_TOKEN_PATH=$(cd "$(dirname "$token")" && pwd)/$(basename "$token")")
 fi
 if [[ "$role" == env ]]; then
@@ -76,6 +72,10 @@ if [[ "$role" == env ]]; then
   exit 0
 fi
 
+if [[ ! -x "$BIN/ray" ]]; then
+  command -v ray >/dev/null || { echo "error: node.sh: no ray in $BIN or on PATH (make install, or set RAY_BIN_DIR)" >&2; exit 2; }
+  BIN="$(dirname "$(command -v ray)")"
+fi
 [[ -n "$host" ]] || { echo "error: node.sh: --host ADDR is required (the machine's own address; never 0.0.0.0)" >&2; exit 2; }
 [[ "$host" != 0.0.0.0 && "$host" != "::" ]] || { echo "error: node.sh: --host $host listens on every interface; give the machine's own address" >&2; exit 2; }
 for s in "${settings[@]}"; do export "${s?}"; done

@@ -109,7 +109,8 @@ class RayHosts:
 def ray_hosts(hosts: Hosts, certs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayHosts]:
     """Head on h1 (no CPUs), a one-CPU worker node on each of h2 and h3; TLS and a token on every node."""
     work = tmp_path_factory.mktemp("ray-hosts")
-    token = Path(subprocess.run([NODE, "token", str(work / "token")], capture_output=True, text=True).stdout.strip())
+    made = subprocess.run([NODE, "token", str(work / "token")], capture_output=True, text=True, check=True)
+    token = Path(made.stdout.strip())
     cluster = RayHosts(hosts, certs, token, work)
     try:
         cluster.start("h1", "head")
