@@ -405,6 +405,7 @@ class RayEngine(Engine):
             else None,
             "threads": max(1, int(per_worker)),
             "every": int(self.options["checkpoint_every"]),
+            "blocks_timeout": float(self.options["resources_timeout"]),
             "fail_at": self.options["fail_at"],
             **extra,
         }

@@ -49,7 +49,14 @@ def worker_matrix(cfg: dict[str, Any], rank: int, dtype: Any = np.float64) -> tu
         import ray
 
         train = pa.scalar(TRAIN, pa.int8())
-        blocks = ray.get(list(cfg["blocks"][rank]))  # zero-copy where the block is on this node
+        # Zero-copy where the block is on this node. A block lost with its node is rebuilt by its
+        # load task, which needs a CPU outside this worker group's: bounded, so that a group that
+        # holds every CPU fails and restarts (freeing them) instead of waiting forever.
+        wait = cfg.get("blocks_timeout")
+        try:
+            blocks = ray.get(list(cfg["blocks"][rank]), timeout=wait)
+        except ray.exceptions.GetTimeoutError:
+            raise RuntimeError(f"training worker {rank}: its data blocks were not available within {wait:g}s") from None
         table = pa.concat_tables(
             [b.filter(pc.equal(b.column(SPLIT_COLUMN), train)) for b in blocks], promote_options="permissive"
         )
