@@ -61,20 +61,36 @@ class RayHosts:
         node += ["--tls", str(self.certs), host, "--token", str(self.token), "--object-store-mb", "512"]
         self.hosts.popen(host, "env", f"RAY_BIN_DIR={BIN}", *node, log=self.work / f"{host}.log")
 
-    def alive_nodes(self) -> int:
+    def alive_nodes(self) -> set[str]:
+        """Return the addresses of the cluster's alive nodes (a killed one turns dead within seconds)."""
         got = self.hosts.run(
-            "h1", "env", *self.settings("h1", self.token), f"{BIN}/ray", "status", f"--address={HEAD}", timeout=60
+            "h1",
+            "env",
+            *self.settings("h1", self.token),
+            f"{BIN}/ray",
+            "list",
+            "nodes",
+            f"--address={HEAD}",
+            "--filter",
+            "state=ALIVE",
+            "--format",
+            "json",
+            timeout=60,
         )
-        active = got.stdout.split("Pending:")[0]
-        return active.count(" node_")
+        try:
+            return {node["node_ip"] for node in json.loads(got.stdout)}
+        except (ValueError, KeyError, TypeError):
+            return set()
 
-    def wait_nodes(self, n: int, timeout: float = 120) -> None:
+    def wait_nodes(self, *hosts: str, timeout: float = 120) -> None:
+        """Wait until exactly ``hosts`` are the alive nodes."""
+        want = {self.hosts.addr(h) for h in hosts}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.alive_nodes() == n:
+            if self.alive_nodes() == want:
                 return
             time.sleep(1)
-        raise TimeoutError(f"{n} Ray nodes did not join within {timeout:g}s")
+        raise TimeoutError(f"Ray nodes {sorted(want)} were not the alive ones within {timeout:g}s")
 
     def train(
         self, model: str, *args: str, settings: list[str] | None = None, on_line=None, timeout: float = 400
@@ -117,7 +133,7 @@ def ray_hosts(hosts: Hosts, certs: Path, tmp_path_factory: pytest.TempPathFactor
         hosts.wait_port("h1", 6379, timeout=90)
         for host in WORKERS:
             cluster.start(host, "worker")
-        cluster.wait_nodes(3)
+        cluster.wait_nodes("h1", *WORKERS)
         yield cluster
     finally:
         for host in ("h1", "h2", "h3", "h4"):
@@ -313,7 +329,7 @@ def test_worker_host_killed_mid_fit_resumes_from_its_checkpoint_on_a_replacement
         replaced.join(timeout=30)
         ray_hosts.hosts.kill("h4")
         ray_hosts.start("h3", "worker")
-        ray_hosts.wait_nodes(3)
+        ray_hosts.wait_nodes("h1", *WORKERS)
 
 
 def test_worker_host_lost_without_replacement_stops_with_one_line(ray_hosts: RayHosts, tmp_path: Path) -> None:
@@ -329,6 +345,5 @@ def test_worker_host_lost_without_replacement_stops_with_one_line(ray_hosts: Ray
         assert code != 0
         assert lines[-1].startswith("error: ray: training xgboost failed: "), lines[-3:]
         assert stopped < 90, stopped
-    finally:
-        ray_hosts.start("h3", "worker")
-        ray_hosts.wait_nodes(3)
+    finally:  # the module's last test: its teardown stops every host
+        watcher.join(timeout=5)
