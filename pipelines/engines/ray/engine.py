@@ -388,7 +388,8 @@ class RayEngine(Engine):
         """Run ``loop`` on Ray Train workers; return the files of the last checkpoint."""
         import ray
         import ray.train
-        from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+        from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+        from ray.train.v2.api.config import FailureConfig  # ray.train.FailureConfig under Train v2
 
         from pipelines.engines.ray.train_loops import AllReduce
 
