@@ -6,6 +6,7 @@ the processes do (exit status, their log line, the SuperLink's node list), never
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -68,16 +69,19 @@ class Deployment:
         args += ["--port", str(free_port())] + (["--root-certificates", str(ca)] if ca else [])
         with log.open("w") as out:
             proc = subprocess.Popen(
-                args, cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                args,
+                cwd=REPO,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
             try:
                 code = proc.wait(timeout=60)
             finally:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 proc.wait()
         return code, log.read_text()
 
@@ -114,19 +118,25 @@ def ssh_key(path: Path) -> Path:
 
 def test_deployment_serves_tls_only_with_its_ca(one_node: Deployment) -> None:
     ca = one_node.state / "certs" / "ca.pem"
-    with socket.create_connection(("127.0.0.1", one_node.port), timeout=5) as raw:
-        with ssl.create_default_context(cafile=str(ca)).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            assert tls.version() in ("TLSv1.2", "TLSv1.3")
-    with socket.create_connection(("127.0.0.1", one_node.port), timeout=5) as raw:
-        with pytest.raises(ssl.SSLCertVerificationError):
-            ssl.create_default_context().wrap_socket(raw, server_hostname="127.0.0.1")
+    trusting = ssl.create_default_context(cafile=str(ca))
+    with (
+        socket.create_connection(("127.0.0.1", one_node.port), timeout=5) as raw,
+        trusting.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    with (
+        socket.create_connection(("127.0.0.1", one_node.port), timeout=5) as raw,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        ssl.create_default_context().wrap_socket(raw, server_hostname="127.0.0.1")
     config = (one_node.home / "config.toml").read_text()
     assert f'root-certificates = "{ca}"' in config and "insecure" not in config
     assert [n["status"] for n in one_node.nodes()] == ["online"]
 
 
 def test_unregistered_supernode_is_refused(one_node: Deployment, tmp_path: Path) -> None:
-    code, out = one_node.supernode(ssh_key(tmp_path / "stranger"), one_node.state / "certs" / "ca.pem", tmp_path / "log")
+    ca = one_node.state / "certs" / "ca.pem"
+    code, out = one_node.supernode(ssh_key(tmp_path / "stranger"), ca, tmp_path / "log")
     assert code != 0
     assert "[code: 2004] Failed to activate SuperNode." in out and "SuperNode ID:" not in out
     assert len(one_node.nodes()) == 1  # the stranger never joined the federation
@@ -146,11 +156,10 @@ def test_supernode_without_the_ca_is_refused(one_node: Deployment, tmp_path: Pat
 def test_flwr_run_without_the_ca_is_refused(one_node: Deployment, tmp_path: Path) -> None:
     subprocess.run(["bash", str(REPO / "infra" / "tls" / "make-certs.sh"), str(tmp_path), "x"], check=True)
     config = one_node.home / "config.toml"
-    config.write_text(
-        config.read_text()
-        + f'\n[superlink.no-ca]\naddress = "127.0.0.1:{one_node.port}"\n'
-        + f'\n[superlink.other-ca]\naddress = "127.0.0.1:{one_node.port}"\nroot-certificates = "{tmp_path / "ca.pem"}"\n'
-    )
+    address = f'address = "127.0.0.1:{one_node.port}"'
+    other = f'root-certificates = "{tmp_path / "ca.pem"}"'
+    entries = f"\n[superlink.no-ca]\n{address}\n\n[superlink.other-ca]\n{address}\n{other}\n"
+    config.write_text(config.read_text() + entries)
     for federation in ("no-ca", "other-ca"):
         done = one_node.flwr("run", ".", federation, "--run-config", "spec='conf/federated_deploy.yaml'", timeout=60)
         assert done.returncode == 1
