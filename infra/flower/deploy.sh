@@ -42,7 +42,7 @@ launch() {
   echo $! >"$pidfile"
 }
 
-link_addr() { if [ "$hosts" = 1 ]; then host_addr h1; else echo 127.0.0.1; fi; }
+link_addr() { if [ "$hosts" = 1 ]; then host_addr "$HOSTS_PREFIX-h1"; else echo 127.0.0.1; fi; }
 
 write_federation() {
   "$bin/python" - "$home/config.toml" "$1" "$2" <<'PY'
