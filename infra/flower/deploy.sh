@@ -4,7 +4,8 @@
 # P-384 key registered with `flwr supernode register` before it starts; unregistered keys are refused).
 #
 #   infra/flower/deploy.sh up N        # SuperLink + N SuperNodes, node I gets partition-id=I num-partitions=N
-#   flwr run . scaleclf-deploy --run-config "spec='conf/federated_deploy.yaml'"
+#   flwr run . scaleclf-deploy --stream --run-config "spec='$PWD/conf/federated_deploy.yaml' overrides='output.dir=$PWD/runs'"
+#   infra/flower/deploy.sh node I N [KEY]   # one more SuperNode (partition I of N), with KEY instead of its registered key
 #   infra/flower/deploy.sh down
 #   infra/flower/deploy.sh status
 #
