@@ -159,10 +159,29 @@ def run_secagg_rounds(grid: Grid, context: Context, job: FederatedJob) -> tuple[
     class FloorSecAggPlus(SecAggPlusWorkflow):  # type: ignore[misc]
         """SecAgg+ that refuses to unmask a sum of fewer than min_train_clients clients."""
 
+        sampled_at_setup = 0
+
+        def setup_stage(self, grid: Grid, context: Any, state: Any) -> bool:
+            ok = bool(super().setup_stage(grid, context, state))
+            self.sampled_at_setup = len(state.sampled_node_ids)
+            return ok
+
+        def share_keys_stage(self, grid: Grid, context: Any, state: Any) -> bool:
+            """Share keys; only the nodes that took part can be unmasked as dead later.
+
+            Flower's unmask stage names every node sampled at setup as dead when it is gone, but the
+            survivors hold key shares only of nodes that shared keys: a node lost during setup (a
+            SuperNode's host killed) made every survivor fail on the missing share (KeyError) and
+            the round aggregate nothing.
+            """
+            ok = bool(super().share_keys_stage(grid, context, state))
+            state.sampled_node_ids = set(state.active_node_ids)
+            return ok
+
         def collect_masked_vectors_stage(self, grid: Grid, context: Any, state: Any) -> bool:
             ok = bool(super().collect_masked_vectors_stage(grid, context, state))
             rec = history.at(max(history.rounds))
-            rec.failed_train = len(state.sampled_node_ids) - len(state.active_node_ids)
+            rec.failed_train = self.sampled_at_setup - len(state.active_node_ids)
             return ok
 
         def unmask_stage(self, grid: Grid, context: Any, state: Any) -> bool:
