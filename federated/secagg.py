@@ -111,7 +111,10 @@ def make_legacy_strategy(job: FederatedJob, history: History) -> legacy.FedAvg:
         "fraction_evaluate": 0.0,
         "min_fit_clients": fed.min_train_clients,
         "min_evaluate_clients": max(1, min(fed.min_evaluate_clients, fed.clients)),
-        "min_available_clients": fed.clients,
+        # Rounds after the first need only min_train_clients nodes: the first waits for all of them
+        # (RoundGuard.wait_for_clients), and a SuperNode lost for good (its host killed) must not
+        # block every later round in the client manager's wait for fed.clients nodes.
+        "min_available_clients": fed.min_train_clients,
         "evaluate_fn": evaluate_fn,
         "on_fit_config_fn": fit_config,
         "on_evaluate_config_fn": fit_config,
