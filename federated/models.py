@@ -110,11 +110,16 @@ def train_local(
     ``dpsgd = (clipping_norm, noise_multiplier)`` makes every step DP-SGD: a Poisson sample of
     rows at rate ``batch_size / n``, each row's gradient clipped, Gaussian noise of std
     ``noise_multiplier * clipping_norm`` added to the sum, divided by the expected batch size;
-    the noise and the sampling use operating-system entropy, not ``seed``.
+    the noise and the sampling come from the operating system's CSPRNG (``federated.privacy.SystemNoise``),
+    not ``seed``.
     """
     params = [p.astype(np.float64, copy=True) for p in start]
     adam = network.Adam.start(params, lr)
-    rng = np.random.default_rng(seed) if dpsgd is None else np.random.default_rng()
+    rng: Any = np.random.default_rng(seed)
+    if dpsgd is not None:  # DP-SGD's sampling and noise come from the OS CSPRNG, never from ``seed``
+        from federated.privacy import noise_rng
+
+        rng = noise_rng()
     epoch_loss = 0.0
     n = len(y)
     rate = min(1.0, batch_size / max(n, 1))

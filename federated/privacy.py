@@ -27,13 +27,15 @@ Four mechanisms (``federated.privacy.dp``), all Gaussian, all accounted by dp-ac
   client (``epochs * ceil(n_c / batch_size)`` steps a round); the reported epsilon is the
   largest over the clients.
 
-Noise is drawn from fresh operating-system entropy, never from the spec's seed: a seeded noise
-stream could be regenerated and subtracted by anyone who reads the spec.
+Noise and DP sampling are read from the operating system's CSPRNG (``SystemNoise``: os.urandom;
+the distributed mechanism's discrete Gaussian: secrets.SystemRandom), never from the spec's seed:
+a seeded noise stream could be regenerated and subtracted by anyone who reads the spec.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -213,6 +215,12 @@ class PrivacyPlan:
             out["colluding_clients_tolerated"] = self.colluders_tolerated(replies)
         if self.dp == "distributed":
             out["noise"] = self.discrete_noise()
+        elif self.dp in ("central", "local", "dpsgd"):
+            out["noise"] = {
+                "distribution": "floating-point Gaussian N(0, (z C)^2) added to floats",
+                "sampler": "Box-Muller",
+                "generator": "os.urandom (operating-system CSPRNG), 53 bits per uniform",
+            }
         if self.dp == "dpsgd":
             rows = self.client_train_rows
             out["sampling"] = {
@@ -420,9 +428,39 @@ def rounds_within(plan: PrivacyPlan, budget: float) -> int:
     return lo
 
 
-def noise_rng() -> np.random.Generator:
-    """Return a generator seeded from operating-system entropy (never from the spec)."""
-    return np.random.default_rng()
+class SystemNoise:
+    """DP randomness read from the operating system's CSPRNG (``os.urandom``), never from a seed.
+
+    Every uniform is 53 random bits of ``os.urandom`` (no PRNG state in between); Gaussians are
+    Box-Muller on those uniforms. The noise is still floating-point Gaussian added to floats, so it
+    keeps the known floating-point weaknesses of the textbook mechanism (Mironov 2012); the
+    distributed mechanism's discrete Gaussian on integers (federated/dgauss.py) does not have them.
+    """
+
+    def random(self, size: int | tuple[int, ...] | None = None) -> Any:
+        """Return uniforms on [0, 1) (a float when ``size`` is None)."""
+        n = 1 if size is None else int(np.prod(size))
+        bits = np.frombuffer(os.urandom(8 * n), dtype=np.uint64) >> np.uint64(11)
+        out = bits.astype(np.float64) * (1.0 / (1 << 53))
+        return float(out[0]) if size is None else out.reshape(size)
+
+    def normal(self, loc: float = 0.0, scale: float = 1.0, size: int | tuple[int, ...] | None = None) -> Any:
+        """Return Gaussians N(loc, scale^2) by Box-Muller on CSPRNG uniforms."""
+        n = 1 if size is None else int(np.prod(size))
+        u1 = 1.0 - self.random(n)  # (0, 1]: log is finite
+        u2 = self.random(n)
+        z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+        out = loc + scale * z
+        return float(out[0]) if size is None else out.reshape(size)
+
+    def permutation(self, n: int) -> np.ndarray:
+        """Return a uniformly random permutation of ``range(n)`` (CSPRNG keys, sorted)."""
+        return np.argsort(self.random(n), kind="stable")
+
+
+def noise_rng() -> SystemNoise:
+    """Return the source of DP noise and DP sampling: the operating system's CSPRNG (never the spec)."""
+    return SystemNoise()
 
 
 def clip(update: list[np.ndarray], bound: float) -> tuple[list[np.ndarray], float]:
@@ -432,13 +470,13 @@ def clip(update: list[np.ndarray], bound: float) -> tuple[list[np.ndarray], floa
     return [u * scale for u in update], norm
 
 
-def add_noise(arrays: list[np.ndarray], std: float, rng: np.random.Generator) -> list[np.ndarray]:
+def add_noise(arrays: list[np.ndarray], std: float, rng: SystemNoise) -> list[np.ndarray]:
     """Return ``arrays`` plus independent Gaussian noise of standard deviation ``std``."""
     return [a + rng.normal(0.0, std, size=a.shape) for a in arrays]
 
 
 def privatize_update(
-    start: list[np.ndarray], trained: list[np.ndarray], meta: dict[str, Any], rng: np.random.Generator
+    start: list[np.ndarray], trained: list[np.ndarray], meta: dict[str, Any], rng: SystemNoise
 ) -> list[np.ndarray]:
     """Return the model a client sends under local or distributed DP: start + clipped, noised update."""
     dp = meta["dp"]
@@ -490,7 +528,7 @@ def central_aggregate(
     bound: float,
     noise_multiplier: float,
     expected_clients: float,
-    rng: np.random.Generator,
+    rng: SystemNoise,
 ) -> list[np.ndarray]:
     """Return the DP-FedAvg global model: clipped updates summed, noised and divided by ``q N``."""
     total = [np.zeros_like(g, dtype=np.float64) for g in global_model]
@@ -501,7 +539,7 @@ def central_aggregate(
     return [g + n / expected_clients for g, n in zip(global_model, noisy, strict=True)]
 
 
-def poisson_sample(node_ids: list[int], rate: float, rng: np.random.Generator) -> list[int]:
+def poisson_sample(node_ids: list[int], rate: float, rng: SystemNoise) -> list[int]:
     """Return each node independently with probability ``rate`` (Poisson sampling)."""
     if rate >= 1.0:
         return list(node_ids)

@@ -111,7 +111,10 @@ def make_legacy_strategy(job: FederatedJob, history: History) -> legacy.FedAvg:
         "fraction_evaluate": 0.0,
         "min_fit_clients": fed.min_train_clients,
         "min_evaluate_clients": max(1, min(fed.min_evaluate_clients, fed.clients)),
-        "min_available_clients": fed.clients,
+        # Rounds after the first need only min_train_clients nodes: the first waits for all of them
+        # (RoundGuard.wait_for_clients), and a SuperNode lost for good (its host killed) must not
+        # block every later round in the client manager's wait for fed.clients nodes.
+        "min_available_clients": fed.min_train_clients,
         "evaluate_fn": evaluate_fn,
         "on_fit_config_fn": fit_config,
         "on_evaluate_config_fn": fit_config,
@@ -159,10 +162,29 @@ def run_secagg_rounds(grid: Grid, context: Context, job: FederatedJob) -> tuple[
     class FloorSecAggPlus(SecAggPlusWorkflow):  # type: ignore[misc]
         """SecAgg+ that refuses to unmask a sum of fewer than min_train_clients clients."""
 
+        sampled_at_setup = 0
+
+        def setup_stage(self, grid: Grid, context: Any, state: Any) -> bool:
+            ok = bool(super().setup_stage(grid, context, state))
+            self.sampled_at_setup = len(state.sampled_node_ids)
+            return ok
+
+        def share_keys_stage(self, grid: Grid, context: Any, state: Any) -> bool:
+            """Share keys; only the nodes that took part can be unmasked as dead later.
+
+            Flower's unmask stage names every node sampled at setup as dead when it is gone, but the
+            survivors hold key shares only of nodes that shared keys: a node lost during setup (a
+            SuperNode's host killed) made every survivor fail on the missing share (KeyError) and
+            the round aggregate nothing.
+            """
+            ok = bool(super().share_keys_stage(grid, context, state))
+            state.sampled_node_ids = set(state.active_node_ids)
+            return ok
+
         def collect_masked_vectors_stage(self, grid: Grid, context: Any, state: Any) -> bool:
             ok = bool(super().collect_masked_vectors_stage(grid, context, state))
             rec = history.at(max(history.rounds))
-            rec.failed_train = len(state.sampled_node_ids) - len(state.active_node_ids)
+            rec.failed_train = self.sampled_at_setup - len(state.active_node_ids)
             return ok
 
         def unmask_stage(self, grid: Grid, context: Any, state: Any) -> bool:

@@ -207,7 +207,9 @@ def make_strategy(fed: FederatedSpec, model: str) -> fs.Strategy:
     common: dict[str, Any] = {
         "fraction_train": fed.fraction_train,
         "fraction_evaluate": fed.fraction_evaluate,
-        "min_available_nodes": fed.clients,
+        # The first round waits for every client (RoundGuard.wait_for_clients); later rounds need only
+        # min_train_clients nodes, so a SuperNode lost for good does not block them forever.
+        "min_available_nodes": fed.min_train_clients,
         "train_metrics_aggr_fn": aggregate_client_metrics,
         "evaluate_metrics_aggr_fn": aggregate_client_metrics,
     }

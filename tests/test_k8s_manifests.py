@@ -91,8 +91,46 @@ def test_every_manifest_is_checked() -> None:
             "RayCluster",
             "RayJob",
             "DaskJob",
+            "Secret",
+            "Secret",
+            "Service",
+            "Deployment",
+            "StatefulSet",
         ]
     )
+
+
+def test_flower_superlink_and_supernodes_run_with_tls_and_node_authentication() -> None:
+    by_kind = {doc["kind"]: doc for where, doc in DOCS if where.startswith("flower.yaml:")}
+    link = by_kind["Deployment"]["spec"]["template"]["spec"]
+    nodes = by_kind["StatefulSet"]["spec"]
+    node = nodes["template"]["spec"]
+    (link_c,), (node_c,) = link["containers"], node["containers"]
+    assert link_c["image"] == node_c["image"] == IMAGE
+    assert link_c["command"] == ["flower-superlink"] and node_c["command"] == ["flower-supernode"]
+    assert "--enable-supernode-auth" in link_c["args"] and not any(
+        "insecure" in a for a in link_c["args"] + node_c["args"]
+    )
+    assert {a.split("=")[0] for a in link_c["args"]} >= {"--ssl-ca-certfile", "--ssl-certfile", "--ssl-keyfile"}
+    port = by_kind["Service"]["spec"]["ports"][0]["port"]
+    assert f"--port={port}" in link_c["args"] and f"--superlink=scaleclf-superlink:{port}" in node_c["args"]
+    assert by_kind["Service"]["metadata"]["name"] == "scaleclf-superlink"
+    # SuperNode I (pod index I) uses node key I and serves partition I of `replicas`.
+    replicas = nodes["replicas"]
+    assert "--root-certificates=/etc/scaleclf/flower-tls/ca.pem" in node_c["args"]
+    assert f"--node-config=partition-id=$(POD_INDEX) num-partitions={replicas}" in node_c["args"]
+    assert "--auth-supernode-private-key=/etc/scaleclf/flower-node-keys/node-$(POD_INDEX)" in node_c["args"]
+    (index,) = [e for e in node_c["env"] if e["name"] == "POD_INDEX"]
+    assert index["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['apps.kubernetes.io/pod-index']"
+    secrets = {doc["metadata"]["name"]: doc for where, doc in DOCS if where == "flower.yaml:Secret"}
+    assert sorted(secrets["scaleclf-flower-node-keys"]["stringData"]) == [f"node-{i}" for i in range(replicas)]
+    assert sorted(secrets["scaleclf-flower-tls"]["stringData"]) == ["ca.pem", "tls.key", "tls.pem"]
+    for pod in (link, node):
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        mounted = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+        assert mounted <= set(secrets) and "scaleclf-flower-tls" in mounted
+        (container,) = pod["containers"]
+        assert container["resources"]["requests"] == container["resources"]["limits"]
 
 
 @pytest.mark.parametrize(

@@ -149,6 +149,27 @@ def test_the_first_round_waits_for_every_client_or_stops_with_one_line() -> None
     )
 
 
+class InMemoryGrid(Nodes):
+    """Named like Flower's simulation grid, whose nodes are all registered as the simulation starts."""
+
+
+def test_a_simulation_short_of_clients_stops_within_seconds() -> None:
+    """Flower's default federation simulates 2 SuperNodes; a spec for 10 stops at once, not after the wait."""
+    import time
+    from types import SimpleNamespace
+
+    fed = FederatedSpec.model_validate({"clients": 10, "wait_clients_s": 60})
+    guard = RoundGuard(SimpleNamespace(fed=fed, privacy=SimpleNamespace(), progress=None), History())  # type: ignore[arg-type]
+    start = time.monotonic()
+    with pytest.raises(EngineError) as err:
+        guard.wait_for_clients(InMemoryGrid(2))
+    assert time.monotonic() - start < 3
+    assert str(err.value) == (
+        "federated.clients: only 2 of 10 client nodes connected within 1 s (a simulation of 2 nodes) (8 missing);"
+        " start them or lower federated.clients"
+    )
+
+
 def test_privacy_json_states_the_threat_model_and_the_counts() -> None:
     from federated.privacy import plan_privacy
     from pipelines.spec import load_spec

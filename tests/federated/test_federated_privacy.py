@@ -402,3 +402,29 @@ def test_the_discrete_gaussian_sampler_is_exact_in_law_and_uses_the_os_csprng() 
     # N_Z(0, 9/4): P(0) = 1 / sum_k exp(-k^2 / 4.5); its variance is 2.25 to 4 decimals
     p0 = 1.0 / sum(math.exp(-(k**2) / 4.5) for k in range(-40, 41))
     assert np.mean(x == 0) == pytest.approx(p0, abs=0.02) and x.var() == pytest.approx(2.25, rel=0.08)
+
+
+def test_dp_noise_is_read_from_the_os_csprng(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Central/local DP and DP-SGD noise: os.urandom bits through Box-Muller, untouched by NumPy's seeding."""
+    import os
+
+    import numpy as np
+
+    from federated.privacy import noise_rng
+
+    draws = noise_rng().normal(0.0, 2.0, size=(200, 1000))
+    assert abs(float(draws.mean())) < 0.03 and abs(float(draws.std()) - 2.0) < 0.03
+    np.random.seed(0)
+    first = noise_rng().normal(0.0, 1.0, size=8)
+    np.random.seed(0)
+    assert not np.array_equal(first, noise_rng().normal(0.0, 1.0, size=8))
+    # Every uniform is 8 fresh os.urandom bytes (a seeded PRNG would read 16 bytes once), and fixed
+    # bytes give fixed noise: no other source is mixed in.
+    read: list[int] = []
+    real = os.urandom
+    monkeypatch.setattr(os, "urandom", lambda n: read.append(n) or real(n))
+    noise_rng().normal(0.0, 1.0, size=64)
+    assert sum(read) == 2 * 64 * 8
+    monkeypatch.setattr(os, "urandom", lambda n: bytes(range(256)) * (n // 256) + bytes(range(n % 256)))
+    assert np.array_equal(noise_rng().normal(0.0, 1.0, size=64), noise_rng().normal(0.0, 1.0, size=64))
+    assert sorted(noise_rng().permutation(50).tolist()) == list(range(50))
