@@ -36,6 +36,7 @@ from pipelines.progress import Progress
 from pipelines.spec import FederatedSpec, JobSpec
 
 if TYPE_CHECKING:
+    from federated.preprocess import GivenPreprocessing
     from federated.server_app import History
     from federated.simulation import FederatedJob
 
@@ -103,7 +104,9 @@ def client_order(pool: pa.Table, label: str, fed: FederatedSpec, seed: int) -> t
     return np.concatenate(indices), np.array([len(i) for i in indices], dtype=np.int64)
 
 
-def partition_rows(table: pa.Table, plan: DataPlan, fed: FederatedSpec, seed: int) -> Federation:
+def partition_rows(
+    table: pa.Table, plan: DataPlan, fed: FederatedSpec, seed: int, given: GivenPreprocessing | None = None
+) -> Federation:
     """Return the federation of ``table`` with one gather: each client's rows a zero-copy slice.
 
     Every client still profiles its own rows and the profiles are merged in client order
@@ -121,7 +124,7 @@ def partition_rows(table: pa.Table, plan: DataPlan, fed: FederatedSpec, seed: in
     rows = pool.take(pa.array(order)).combine_chunks()
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     clients = [ClientData(i, rows.slice(int(lo), int(k))) for i, (lo, k) in enumerate(zip(starts, sizes, strict=True))]
-    return federation_of(clients, test, plan)
+    return federation_of(clients, test, plan, given)
 
 
 # --- the clients' rows, kept between rounds --------------------------------------------------

@@ -59,6 +59,7 @@ def write_outputs(job: FederatedJob, arrays: Any, history: History, tmp: Path, p
             "rounds": len([r for r in rounds if r["round"] > 0]),
             "rounds_requested": fed.rounds,
             "partition": fed.partition.model_dump(mode="json"),
+            "preprocess": fed.preprocess,
             "final_federated_evaluation": last.get("federated_evaluation", {}),
             "bytes_sent": sum(r["bytes_sent"] for r in rounds),
             "bytes_received": sum(r["bytes_received"] for r in rounds),
@@ -79,6 +80,7 @@ def write_outputs(job: FederatedJob, arrays: Any, history: History, tmp: Path, p
                 "within_budget",
                 "stopped_by_budget",
                 "neighbouring",
+                "preprocess",
             )
             federated["privacy"] = {k: privacy[k] for k in keys if k in privacy}
         if fed.centralized_baseline:
@@ -129,7 +131,8 @@ def privacy_record(job: FederatedJob, rounds: list[dict[str, Any]]) -> dict[str,
         return None
     trained = [r for r in rounds if r["round"] > 0]
     replies = [0 if r["failed"] else r["train_replies"] for r in trained] if plan.dp == "distributed" else None
-    return plan.to_json(len(trained), replies)
+    # Which preprocessing statistics the model was fitted with: only "given" ones are not data-dependent.
+    return {**plan.to_json(len(trained), replies), "preprocess": job.fed.preprocess}
 
 
 def _simulation(execution: str) -> str:

@@ -5,7 +5,9 @@ The global test split is exactly the rows the centralized engines test on
 train/valid assignment of the row as its local train/valid split. Client assignment uses
 the flwr-datasets partitioners on a local Arrow-backed ``datasets.Dataset`` (no download).
 Preprocessing is fitted on the merge of the clients' own profiles (the mergeable profile is
-what each client would send as federated statistics), never on pooled rows.
+what each client would send as federated statistics), never on pooled rows; with
+``federated.preprocess: given`` it and the label classes come from the user's file instead
+(``federated/preprocess.py``) and the profiles only check the data against it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import warnings
 from dataclasses import dataclass
 from functools import reduce
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +28,9 @@ from pipelines.data.split import SPLIT_COLUMN, TEST, TRAIN, VALID
 from pipelines.errors import ConfigError, DataError
 from pipelines.models.preprocess import Preprocessor, fit_preprocessor
 from pipelines.spec import FederatedSpec
+
+if TYPE_CHECKING:
+    from federated.preprocess import GivenPreprocessing
 
 PARTITION_KEY = "__partition_by"
 
@@ -147,7 +152,9 @@ def partition_dirichlet(labels: np.ndarray, n: int, alpha: float, min_rows: int,
     return [np.flatnonzero(owner == c) for c in range(n)]
 
 
-def federate_data(table: pa.Table, plan: DataPlan, spec: FederatedSpec, seed: int) -> Federation:
+def federate_data(
+    table: pa.Table, plan: DataPlan, spec: FederatedSpec, seed: int, given: GivenPreprocessing | None = None
+) -> Federation:
     """Return the federation of ``table`` (rows with key and split): clients, test rows and preprocessing."""
     split = table.column(SPLIT_COLUMN)
     test = table.filter(pc.equal(split, pa.scalar(TEST, pa.int8())))
@@ -159,15 +166,25 @@ def federate_data(table: pa.Table, plan: DataPlan, spec: FederatedSpec, seed: in
     for c in clients:
         if c.table.num_rows == 0:
             raise DataError(f"federated.partition: client {c.client} received no rows; use fewer clients")
-    return federation_of(clients, test, plan)
+    return federation_of(clients, test, plan, given)
 
 
-def federation_of(clients: list[ClientData], test: pa.Table, plan: Any) -> Federation:
-    """Return the Federation of ``clients``: each profiles its own rows, only the merged summaries meet."""
+def federation_of(
+    clients: list[ClientData], test: pa.Table, plan: Any, given: GivenPreprocessing | None = None
+) -> Federation:
+    """Return the Federation of ``clients``: each profiles its own rows, only the merged summaries meet.
+
+    With ``given`` the preprocessing and classes are the user's: the merged profile then only
+    counts rows and checks the labels, it fits nothing.
+    """
     profiles = [profile_batch(c.table, plan) for c in clients]
     if test.num_rows:
         profiles.append(profile_batch(test, plan))
     profile = reduce(DataProfile.merge, profiles)
+    if given is not None:
+        from federated.preprocess import given_task
+
+        return Federation(clients, test, profile, given_task(given, profile, plan), given.preprocessor)
     task = infer_task(profile, plan)
     dropped = check_columns(profile, plan)
     return Federation(clients, test, profile, task, fit_preprocessor(profile, plan, dropped))

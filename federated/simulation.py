@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from federated.models import FEDERATED_MODELS, NetSpec, net_spec, outputs, to_estimator, xgb_outputs
 from federated.partition import Federation, federate_data, write_client_files
+from federated.preprocess import check_given_columns, load_given
 from federated.privacy import PrivacyPlan, check_privacy, plan_privacy
 from pipelines.artifacts import RunDirectory, run_name
 from pipelines.data.schema import DataPlan, make_plan
@@ -128,9 +129,16 @@ def prepare_job(
     check_strategy(fed, info.name)
     check_privacy(fed, info.name)
     params = info.resolve_params(spec.model.params)
+    given = load_given(fed)  # a bad file is refused before any data is read
+    if given is not None and given.class_counts is None and spec.model.class_weight == "balanced":
+        raise ConfigError(
+            f"config error: federated.preprocess_from: {given.path}: model.class_weight: balanced needs class_counts"
+        )
     plan = make_plan(spec.data, spec.seed)
+    if given is not None:
+        check_given_columns(given, plan)
     table = LocalEngine(spec.engine, spec.seed).load(plan).table
-    federation = partition(table, plan, fed, spec.seed)
+    federation = partition(table, plan, fed, spec.seed, given)
     task = federation.task
     if info.name == "xgboost" and task.n_classes > 2:
         raise ConfigError(

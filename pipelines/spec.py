@@ -366,6 +366,14 @@ class FederatedSpec(_Section):
     partition: PartitionSpec = Field(default_factory=PartitionSpec)
     simulation: SimulationSpec = Field(default_factory=SimulationSpec)
     privacy: PrivacySpec = Field(default_factory=PrivacySpec)
+    preprocess: Literal["merged", "given"] = Field(
+        "merged",
+        description="merged: preprocessing statistics and label classes from the merge of the clients' raw"
+        " profiles; given: read from federated.preprocess_from (no client statistics reach the fit)",
+    )
+    preprocess_from: str | None = Field(
+        None, description="preprocess: given: JSON file with the preprocessing statistics and label classes"
+    )
     centralized_baseline: bool = Field(False, description="also train the model on the pooled rows and report the gap")
     fail_clients: list[int] = Field(
         default_factory=list, description="testing: client ids whose ClientApp raises in fail_rounds"
@@ -376,6 +384,10 @@ class FederatedSpec(_Section):
     def _clients_fit(self) -> FederatedSpec:
         if self.min_train_clients > self.clients:
             raise ValueError(f"min_train_clients ({self.min_train_clients}) exceeds clients ({self.clients})")
+        if self.preprocess == "given" and not self.preprocess_from:
+            raise ValueError("preprocess_from: required with preprocess: given (a JSON file, docs/privacy.md)")
+        if self.preprocess == "merged" and self.preprocess_from:
+            raise ValueError("preprocess_from: only with preprocess: given")
         bad = [c for c in self.fail_clients if not 0 <= c < self.clients]
         if bad:
             raise ValueError(f"fail_clients: client {bad[0]} does not exist (0..{self.clients - 1})")
