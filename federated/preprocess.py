@@ -113,8 +113,10 @@ def load_given(fed: FederatedSpec) -> GivenPreprocessing | None:
     path = str(fed.preprocess_from)
     try:
         text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise _fail(path, f"cannot read it ({exc.strerror or type(exc).__name__})") from None
+    except UnicodeDecodeError:
+        raise _fail(path, "not valid JSON (not UTF-8 text)") from None
     try:
         d = json.loads(text)
     except json.JSONDecodeError as exc:
