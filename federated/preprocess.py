@@ -170,12 +170,12 @@ def given_task(given: GivenPreprocessing, profile: DataProfile, plan: DataPlan) 
         if len(classes) != 2 or not matches:
             raise _fail(given.path, f"data.positive_label {plan.positive_label!r} is not one of its two classes")
         classes = [c for c in classes if c is not matches[0]] + [matches[0]]
-    known = {str(c) for c in classes}
     for split in SPLIT_NAMES:
         labels = profile.labels.get(split, Counter())
         if labels.get(None, 0):
             raise DataError(f"data.label: column {plan.label!r} has missing values in the {split} split; remove them")
-        unknown = sorted(str(v) for v in labels if str(v) not in known)
+        # 0 in the file is the label 0.0 of a float column, as Task.encode casts it.
+        unknown = sorted(str(v) for v in labels if not any(v == c or str(v) == str(c) for c in classes))
         if unknown:
             raise DataError(
                 f"data.label: value {unknown[0]!r} in the {split} split is not one of the classes of {given.path}"

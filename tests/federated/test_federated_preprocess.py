@@ -73,6 +73,29 @@ def test_given_statistics_are_used_exactly_and_a_merged_runs_file_gives_its_mode
     assert s["auc"] > 0.6 and s["log_loss"] != pytest.approx(m["log_loss"], abs=1e-6)
 
 
+def test_given_categories_and_classes_in_any_order_with_positive_label(tmp_path: Path, cli) -> None:
+    churn = {"data.source": "synthetic:churn", "data.label": "churned", "data.positive_label": "yes"}
+    merged = run(tmp_path, cli, "merged", **churn)
+
+    def reverse_classes(content: dict) -> None:
+        content["classes"], content["class_counts"] = content["classes"][::-1], content["class_counts"][::-1]
+
+    content = given_file(merged, tmp_path / "given.json", reverse_classes)
+    assert content["categorical"] and content["classes"][0] == "yes"
+    given = run(
+        tmp_path,
+        cli,
+        "given",
+        **churn,
+        **{"federated.preprocess": "given", "federated.preprocess_from": str(tmp_path / "given.json")},
+    )
+    manifests = [json.loads((r / "model" / "manifest.json").read_text())["task"] for r in (merged, given)]
+    assert manifests[0] == manifests[1] and manifests[1]["classes"][-1] == "yes"
+    assert (given / "model" / "preprocess.json").read_text() == (merged / "model" / "preprocess.json").read_text()
+    m, g = (json.loads((r / "metrics.json").read_text())["test"] for r in (merged, given))
+    assert g["auc"] == pytest.approx(m["auc"], abs=1e-9) and g["log_loss"] == pytest.approx(m["log_loss"], abs=1e-9)
+
+
 HIGGS = [
     *(f"lepton_{k}" for k in ("pt", "eta", "phi")),
     "missing_energy_magnitude",
