@@ -81,6 +81,15 @@ class FitContext:
         x = self.preprocessor.transform(batch, dtype=dtype)
         return self.feature_map.transform(x, dtype=dtype) if self.feature_map is not None else x
 
+    def model_input(self, x: np.ndarray, dtype: Any = np.float64) -> np.ndarray:
+        """Return the model's input from stored preprocessed features (float32): cast, then the kernel map if any.
+
+        The bounded-memory layouts store preprocessed features as float32 and apply the kernel map
+        per batch, so its output is never materialised for every row.
+        """
+        x = x.astype(dtype, copy=False)
+        return self.feature_map.transform(x, dtype=dtype) if self.feature_map is not None else x
+
     def labels(self, batch: pa.Table | pa.RecordBatch) -> np.ndarray:
         """Return the class index of every row (-1 when the batch has no label column)."""
         if self.task.label in batch.schema.names:

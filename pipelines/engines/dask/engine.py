@@ -7,6 +7,12 @@ prediction each table becomes, on its worker, a feature block of one split (``bl
 are kept too and reused by fit, predict and every tuning trial. Linear models and naive Bayes add
 up per-block sums of the model layer's maths (no row leaves its worker); trees train with
 ``xgboost.dask``; exact CART in one task.
+
+When the data would not fit the cluster (``engine.options.streaming``), the streamed layout keeps
+no table: blocks are sized from the rows (about ``STREAM_BLOCK_ROWS`` each), each task reads its
+run of the source again when it needs the rows, and feature blocks hold float32 preprocessed
+features (kernel maps applied per task), so what the workers keep is about 4 bytes a feature a
+row; beyond their memory distributed spills blocks to the workers' local directories.
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ import pyarrow as pa
 from pipelines.data.reader import contiguous_units, sliced_units, source_units
 from pipelines.data.schema import DataPlan, DataProfile
 from pipelines.data.split import SPLIT_NAMES
-from pipelines.engines.base import Engine, EngineModel, FitContext, keys_in, prediction_batch
+from pipelines.engines.base import Engine, EngineModel, FitContext, prediction_batch
 from pipelines.engines.dask import blocks as on_worker
+from pipelines.engines.local.memory import STREAM_SHARE, estimated_rows, in_memory_bytes
 from pipelines.errors import DataError, EngineError, first_line
 from pipelines.models.catalog import Param
 from pipelines.models.fitted import BoosterModel
@@ -47,6 +54,10 @@ from pipelines.models.network import NetworkModel, fit_lbfgs
 # 39-84 s, single-process xgboost (2 threads) in 44-80 s. OpenMP threads that wait on each other
 # lose most on a busy machine; one thread per process never waits.
 THREADS_PER_WORKER = 1
+# Streamed layout: rows per block. A block is the unit distributed keeps or spills, and a task
+# holds one block's table and features at once: ~1M rows of the HIGGS-like task is ~130 MB of
+# Arrow and ~115 MB of float32 features.
+STREAM_BLOCK_ROWS = 1 << 20
 QUIET_LOGGERS = ("distributed", "distributed.client", "distributed.core", "distributed.comm", "distributed.worker")
 
 
@@ -62,8 +73,11 @@ class DaskData:
     """Futures of the loaded tables (kept on the workers), their rows per split, and feature blocks."""
 
     plan: DataPlan
-    tables: list[Any]  # futures of pa.Table, in source order (the fixed test source's last)
+    # Futures of pa.Table in source order (the fixed test source's last); in the streamed layout
+    # the source runs the tasks read again instead.
+    tables: list[Any]
     profiles: list[DataProfile]
+    streamed: bool = False
     blocks: dict[str, list[Any]] = field(default_factory=dict)  # split -> futures of (x, y, keys)
     made_with: tuple[Any, ...] = ()  # the (context, dtype) the blocks were made with
 
@@ -104,6 +118,14 @@ class DaskEngine(Engine):
         "partitions": Param(
             None, "int", "blocks to spread the rows over (default: one per worker thread)", low=1, nullable=True
         ),
+        "streaming": Param(
+            "auto",
+            "str",
+            "keep no table, re-read the source per split and hold float32 feature blocks sized from the data:"
+            " auto (when the in-memory layout is estimated above half of the workers' memory or"
+            " resources.memory), always, never",
+            choices=("auto", "always", "never"),
+        ),
         "collective_timeout": Param(
             300, "int", "seconds an xgboost worker waits for its peers before the fit fails", low=1
         ),
@@ -119,6 +141,13 @@ class DaskEngine(Engine):
         self.cluster: Any = None
         self.address = spec.address
         self._log_levels: dict[str, int] = {}
+        self.model_name: str | None = None
+        self.memory: int | None = None
+        self.estimate: dict[str, Any] = {}
+
+    def plan(self, model: str, params: dict[str, Any], memory: int) -> None:
+        """Remember the job's model and memory budget: ``load`` chooses the layout from them."""
+        self.model_name, self.memory = model, memory
 
     # --- cluster lifecycle ------------------------------------------------------------------
 
@@ -227,6 +256,7 @@ class DaskEngine(Engine):
             "threads_per_worker": threads,
             "dask": dask.__version__,
             "xgboost": xgboost.__version__,
+            **({"memory": self.estimate} if self.estimate else {}),
         }
 
     def preload(self, model: str) -> None:
@@ -268,18 +298,47 @@ class DaskEngine(Engine):
 
     # --- data -------------------------------------------------------------------------------
 
+    def _streams(self, plan: DataPlan) -> bool:
+        """Return whether to use the streamed layout, recording the estimate behind the choice."""
+        choice = self.options["streaming"]
+        needed = in_memory_bytes(plan, self.model_name)
+        limits = [int(w.get("memory_limit") or 0) for w in self.client.scheduler_info().get("workers", {}).values()]
+        budget = self.memory
+        if limits and all(limits):
+            budget = min(budget or sum(limits), sum(limits))
+        streamed = choice == "always" or (choice == "auto" and budget is not None and needed > STREAM_SHARE * budget)
+        self.estimate = {
+            "in_memory_bytes": needed,
+            "budget_bytes": budget,
+            "layout": "streamed" if streamed else "in_memory",
+        }
+        return streamed
+
     def load(self, plan: DataPlan) -> DaskData:
-        """Return futures of the plan's rows read by the shared reader, kept on the workers, and their profiles."""
+        """Return futures of the plan's rows read by the shared reader, kept on the workers, and their profiles.
+
+        In the streamed layout nothing is kept: the tasks profile their run of the source, and
+        later tasks read it again.
+        """
         with self._on_cluster():
+            streamed = self._streams(plan)
             wanted = int(self.options["partitions"] or sum(self.threads) or 1)
-            tables = []
+            tables: list[Any] = []
             for source, is_test in ((plan.source, False), (plan.test_source, True)):
                 if source is None:
                     continue
-                runs = contiguous_units(sliced_units(source_units(source), wanted), wanted)
-                tables += [self.client.submit(on_worker.read_block, plan, run, is_test, pure=False) for run in runs]
+                units = source_units(source)
+                parts = wanted
+                if streamed and not self.options["partitions"]:
+                    parts = max(wanted, -(-estimated_rows(source, units) // STREAM_BLOCK_ROWS))
+                runs = contiguous_units(sliced_units(units, parts), parts)
+                if streamed:
+                    tables += [on_worker.SourceRun(plan, run, is_test) for run in runs]
+                else:
+                    tables += [self.client.submit(on_worker.read_block, plan, run, is_test, pure=False) for run in runs]
             profiles = self._gather([self.client.submit(on_worker.profile_block, t, plan) for t in tables])
-        data = DaskData(plan, tables, profiles)
+        self.estimate["blocks"] = len(tables)
+        data = DaskData(plan, tables, profiles, streamed)
         if not sum(sum(p.rows.values()) for p in profiles):
             raise DataError(f"data.source: {plan.source.text} has no rows")
         return data
@@ -307,18 +366,29 @@ class DaskEngine(Engine):
         with self._on_cluster():
             [shared] = self.client.scatter([keys], broadcast=True, hash=False)
             code = SPLIT_NAMES.index(split)
-            found = self._gather([self.client.submit(keys_in, t, shared, code) for t in data.tables])
+            found = self._gather([self.client.submit(on_worker.block_keys_in, t, shared, code) for t in data.tables])
         return np.unique(np.concatenate([np.empty(0, np.uint64), *found]))
 
     def _blocks(self, data: DaskData, ctx: FitContext, split: str) -> list[Any]:
         """Return futures of the split's feature blocks, built once per preprocessing."""
         # xgboost reads features as float32 whatever it is given (training and inplace_predict), so
         # its blocks are float32: the same model, half the memory and no copy inside xgboost.
-        dtype = np.float32 if self.LIBRARY[ctx.model.name] == XGBOOST else np.float64
+        # The streamed layout stores float32 for every model (feature_block).
+        dtype = np.float32 if self.LIBRARY[ctx.model.name] == XGBOOST or data.streamed else np.float64
         made_with = (ctx.preprocessor, ctx.feature_map, ctx.task, dtype)
         # Identity, not equality: a FeatureMap holds arrays, and a new object means new blocks.
         if not data.made_with or any(a is not b for a, b in zip(data.made_with, made_with, strict=True)):
             data.blocks, data.made_with = {}, made_with
+        if data.streamed and not data.blocks:
+            # One read of each source run makes the feature blocks of every split: the fit's pass
+            # over the source also serves both predictions.
+            every = [self.client.submit(on_worker.split_blocks, t, ctx, pure=False) for t in data.tables]
+            for code, name in enumerate(SPLIT_NAMES):
+                data.blocks[name] = [
+                    self.client.submit(on_worker.item, f, code, pure=False)
+                    for f, rows in zip(every, data.rows(name), strict=True)
+                    if rows
+                ]
         if split not in data.blocks:
             code = SPLIT_NAMES.index(split)
             chosen = [t for t, rows in zip(data.tables, data.rows(split), strict=True) if rows]
@@ -334,6 +404,7 @@ class DaskEngine(Engine):
         with self._on_cluster():
             blocks = self._blocks(data, ctx, "train")
             name, k, weights = ctx.model.name, ctx.task.n_classes, ctx.class_weights
+            inputs = ctx if data.streamed else None  # streamed blocks are cast and kernel-mapped per task
 
             def summed(fn: Any, *args: Any) -> list[Any]:
                 return self._gather([self.client.submit(fn, b, *args, pure=False) for b in blocks])
@@ -342,12 +413,12 @@ class DaskEngine(Engine):
                 return self._gather(self.client.submit(on_worker.fit_cart_on_blocks, ctx, *blocks, pure=False))
             if name == "naive_bayes":
                 settings = numpy_settings(name, ctx.params)
-                return fit_naive_bayes(summed(on_worker.block_moments, k, weights), settings["var_smoothing"])
+                return fit_naive_bayes(summed(on_worker.block_moments, k, weights, inputs), settings["var_smoothing"])
             if name in LINEAR_MODELS:
                 settings = numpy_settings(name, ctx.params)
 
                 def totals(params: list[np.ndarray]) -> tuple[float, list[np.ndarray], float]:
-                    parts = summed(on_worker.network_totals, params, settings["loss"], k, weights)
+                    parts = summed(on_worker.network_totals, params, settings["loss"], k, weights, inputs)
                     grads = [sum(p[1][i] for p in parts) for i in range(len(params))]
                     return sum(p[0] for p in parts), grads, sum(p[2] for p in parts)
 
@@ -445,7 +516,11 @@ class DaskEngine(Engine):
             if not blocks:
                 return
             [shared] = self.client.scatter([model], broadcast=True, hash=False)
-            futures = [self.client.submit(on_worker.block_outputs, b, shared, pure=False) for b in blocks]
+            inputs = ctx if data.streamed else None
+            dtype = np.float32 if isinstance(model, BoosterModel) else np.float64
+            futures = [
+                self.client.submit(on_worker.block_outputs, b, shared, inputs, dtype, pure=False) for b in blocks
+            ]
             for future in as_completed(futures):
                 keys, y, values = self._gather(future)
                 yield prediction_batch(keys, y, values, ctx.output)

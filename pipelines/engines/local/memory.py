@@ -12,11 +12,16 @@ model's train features (``n_components`` wide, float64, twice) come on top.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from pipelines.data.schema import DataPlan
 from pipelines.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipelines.data.reader import Unit
+    from pipelines.data.sources import Source
 
 BASE_BYTES = 300 * 2**20  # the interpreter, NumPy, pyarrow, scikit-learn and xgboost loaded
 KEY_AND_SPLIT_BYTES = 9
@@ -56,6 +61,13 @@ def source_rows(plan: DataPlan) -> tuple[int, int]:
             elif source.is_local:
                 text += os.path.getsize(unit.path)
     return rows, text
+
+
+def estimated_rows(source: Source, units: list[Unit]) -> int:
+    """Return the rows of a source's pieces: Parquet metadata's count, CSV files' bytes / 100."""
+    rows = sum(u.rows for u in units if u.row_groups is not None)
+    text = sum(os.path.getsize(u.path) for u in units if u.row_groups is None and source.is_local)
+    return rows + text // 100
 
 
 def in_memory_bytes(plan: DataPlan, model: str | None, kernel_width: int = 0) -> int:

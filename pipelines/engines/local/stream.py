@@ -160,12 +160,6 @@ class StreamedData:
             self.spill = None
 
 
-def model_inputs(ctx: FitContext, x: np.ndarray, dtype: Any) -> np.ndarray:
-    """Return the model's input for a spilled batch: the kernel map applied when the model has one."""
-    x = x.astype(dtype, copy=False)
-    return ctx.feature_map.transform(x, dtype=dtype) if ctx.feature_map is not None else x
-
-
 def _weights(y: np.ndarray, ctx: FitContext) -> np.ndarray:
     return ctx.class_weights[y] if ctx.class_weights is not None else np.ones(len(y))
 
@@ -175,7 +169,7 @@ def fit_streamed(data: StreamedData, ctx: FitContext, n_jobs: int, on_step: Call
     spill = data.train_spill(ctx)
     name, k = ctx.model.name, ctx.task.n_classes
     if name == "naive_bayes":
-        parts = [class_moments(model_inputs(ctx, x, np.float64), y, _weights(y, ctx), k) for x, y in spill]
+        parts = [class_moments(ctx.model_input(x, np.float64), y, _weights(y, ctx), k) for x, y in spill]
         return fit_naive_bayes(parts, numpy_settings(name, ctx.params)["var_smoothing"])
     if name in LINEAR_MODELS:
         settings = numpy_settings(name, ctx.params)
@@ -184,7 +178,7 @@ def fit_streamed(data: StreamedData, ctx: FitContext, n_jobs: int, on_step: Call
             value, grads, weight = 0.0, [np.zeros_like(p) for p in params], 0.0
             for x, y in spill:
                 w = _weights(y, ctx)
-                v, g = loss_and_grad(params, model_inputs(ctx, x, np.float64), y, w, settings["loss"], k)
+                v, g = loss_and_grad(params, ctx.model_input(x, np.float64), y, w, settings["loss"], k)
                 value += v
                 grads = [a + b for a, b in zip(grads, g, strict=True)]
                 weight += float(w.sum())
@@ -213,7 +207,7 @@ def _fit_external_memory(spill: Spill, ctx: FitContext, n_jobs: int, on_step: Ca
             xs, ys = spill.batches[self.at]
             y = np.load(ys)
             weight = ctx.class_weights[y] if ctx.class_weights is not None else None
-            input_data(data=model_inputs(ctx, np.load(xs), np.float32), label=y, weight=weight)
+            input_data(data=ctx.model_input(np.load(xs), np.float32), label=y, weight=weight)
             self.at += 1
             return True
 
