@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,36 @@ def script(name: str, *args: str, env: dict[str, str] | None = None, check: bool
         env={**os.environ, **(env or {})},
         timeout=120,
     )
+
+
+def run_lines(
+    argv: list[str], timeout: float, on_line: Callable[[str], object] | None = None
+) -> tuple[int, list[str], Path]:
+    """Run ``argv`` (a ``scaleclf train`` in a host) killed after ``timeout`` s; return code, lines, run dir.
+
+    ``on_line`` sees every output line as it comes (tests kill a host when a line appears).
+    """
+    proc = subprocess.Popen(
+        argv,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    lines = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if on_line:
+                on_line(line)
+        code = proc.wait()
+    finally:
+        timer.cancel()
+    return code, lines, Path(lines[-1]) if code == 0 else Path()
 
 
 @dataclass

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hosts.conftest import MAKE_CERTS, REPO, Hosts
+from tests.hosts.conftest import MAKE_CERTS, REPO, Hosts, run_lines
 
 pytestmark = pytest.mark.dask
 PORT = 8786
@@ -95,26 +95,7 @@ def dask_hosts(hosts: Hosts, certs: Path, tmp_path_factory: pytest.TempPathFacto
 def train(hosts: Hosts, model: str, *args: str, on_line=None, timeout: float = 600) -> tuple[int, list[str], Path]:
     """Run ``scaleclf train`` for the 200k-row HIGGS-like task in h4; return code, output lines, run dir."""
     argv = [BIN + "/python", "-m", "jobs.cli", "train", "conf/dask_higgs.yaml", "--set", f"model.name={model}", *args]
-    proc = subprocess.Popen(
-        hosts.cmd("h4", "env", f"PYTHONPATH={REPO}", "PYTHONUNBUFFERED=1", *argv),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
-    timer = threading.Timer(timeout, proc.kill)
-    timer.start()
-    lines = []
-    try:
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-            if on_line:
-                on_line(line)
-        code = proc.wait()
-    finally:
-        timer.cancel()
-    return code, lines, Path(lines[-1]) if code == 0 else Path()
+    return run_lines(hosts.cmd("h4", "env", f"PYTHONPATH={REPO}", "PYTHONUNBUFFERED=1", *argv), timeout, on_line)
 
 
 def metrics(run_dir: Path) -> dict:

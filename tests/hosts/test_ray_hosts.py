@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hosts.conftest import MAKE_CERTS, REPO, Hosts
+from tests.hosts.conftest import MAKE_CERTS, REPO, Hosts, run_lines
 
 pytestmark = pytest.mark.ray
 BIN = str(Path(sys.executable).parent)
@@ -99,26 +99,11 @@ class RayHosts:
         env = self.settings("h1", self.token) if settings is None else settings
         argv = [f"{BIN}/python", "-m", "jobs.cli", "train", *CONFIG, "--set", f"model.name={model}"]
         argv += ["--set", f"engine.address={HEAD}", "--set", f"engine.options.storage_path={self.storage}"]
-        proc = subprocess.Popen(
+        return run_lines(
             self.hosts.cmd("h1", "env", f"PYTHONPATH={REPO}", "PYTHONUNBUFFERED=1", *env, *argv, *args),
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
+            timeout,
+            on_line,
         )
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        lines = []
-        try:
-            for line in proc.stdout:
-                lines.append(line.rstrip("\n"))
-                if on_line:
-                    on_line(line)
-            code = proc.wait()
-        finally:
-            timer.cancel()
-        return code, lines, Path(lines[-1]) if code == 0 else Path()
 
 
 @pytest.fixture(scope="module")
