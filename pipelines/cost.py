@@ -42,7 +42,7 @@ class Estimate:
     engine: str
     seconds: float
     peak_mb: float
-    layout: str  # "in_memory", "streamed" (local) or "distributed"
+    layout: str  # "in_memory", "streamed" (local, Dask) or "distributed"
     calibrated: bool  # False when the model's family was not benched (decision_tree, mlp, kernel SVMs)
 
     def line(self) -> str:
@@ -71,11 +71,17 @@ def estimate(engine: str, model: str, rows: int, columns: int, memory: int, core
     seconds = c["start_s"] + c["s_per_mrow"] * rows / 1e6 * width * speed
     peak = c["base_mb"] + c["bytes_per_row"] * rows * width / 2**20
     layout = "distributed" if engine != "local" else "in_memory"
-    if engine == "local" and streams(model) and peak * 2**20 > STREAM_SHARE * memory:
+    # Engines with a streamed layout switch to it past half the budget, as their auto does: the
+    # local engine for the models it can stream, Dask for every model but exact CART (gathered
+    # into one task either way).
+    can_stream = streams(model) if engine == "local" else model != "decision_tree"
+    if "streamed_s_per_mrow" in c and can_stream and peak * 2**20 > STREAM_SHARE * memory:
         # Streamed, the table is gone; what remains per row is the model's per-row state and the
-        # valid/test predictions the evaluation collects.
+        # valid/test predictions the evaluation collects (local), or the float32 feature blocks
+        # the workers keep (Dask).
         seconds = c["start_s"] + c["streamed_s_per_mrow"] * rows / 1e6 * width * speed
-        peak, layout = c["streamed_mb"] + c["streamed_bytes_per_row"] * rows / 2**20, "streamed"
+        per_row = c["streamed_bytes_per_row"] * (width if engine != "local" else 1.0)
+        peak, layout = c["streamed_mb"] + per_row * rows / 2**20, "streamed"
     return Estimate(engine, round(seconds, 2), round(peak, 1), layout, calibrated)
 
 
