@@ -218,6 +218,26 @@ def test_the_estimate_streams_the_local_engine_past_half_the_budget_and_auto_ref
         choose(spec, 100_000_000, 28)
 
 
+@pytest.mark.parametrize(
+    ("model", "rows", "fastest"),
+    [
+        # The fastest engine measured idle on this machine (BENCHMARKS.md, auto against the fastest).
+        ("logistic_regression", 10_000_000, "local"),  # 28.5 s against Dask's 50.0 s (A1)
+        ("xgboost", 10_000_000, "local"),  # 134.6 s against 144.7 s (A2)
+        ("logistic_regression", 100_000_000, "local"),  # streamed: 292 s against 361 s (M5, DM2)
+        ("xgboost", 100_000_000, "dask"),  # streamed: Dask's blocks against local external memory (M5, DM4)
+    ],
+)
+def test_auto_picks_the_engine_measured_fastest_in_the_bench_rows(model: str, rows: int, fastest: str) -> None:
+    from pipelines.cost import choose
+    from pipelines.spec import build_spec
+
+    raw = base_spec("synthetic:higgs", model=model, rows=1000) | {"engine": {"name": "auto"}}
+    spec = build_spec(raw | {"resources": {"memory": "20GiB"}})  # 80 % of this machine's available memory
+    picked, _ = choose(spec, rows, 28)
+    assert picked == fastest
+
+
 def test_bench_says_which_engine_auto_picks_at_each_size_and_how_it_ran(tmp_path: Path, cli) -> None:
     from tests.conftest import REPO
 
