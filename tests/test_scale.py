@@ -154,7 +154,10 @@ def _capped_run(model: str, rows: int, streaming: str, params: dict | None = Non
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("model", "params", "margin_mb"),
-    [("logistic_regression", {}, 100), ("xgboost", {"n_estimators": 20}, 250)],
+    # What still grows when streaming is the valid/test predictions the evaluation collects: ~29
+    # bytes a row for logistic regression (+110 MB at 4M rows, measured on both sides of the 100 MB
+    # margin this had), against ~1.8 GB for the in-memory path.
+    [("logistic_regression", {}, 200), ("xgboost", {"n_estimators": 20}, 250)],
     ids=["logistic_regression", "xgboost"],
 )
 def test_peak_memory_does_not_grow_with_rows(model: str, params: dict, margin_mb: int) -> None:
